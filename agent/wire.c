@@ -1,0 +1,733 @@
+/* DNS wire format: parse client queries, check and walk upstream replies, build small replies.
+ * See wire.h. Every read below is bounded by the message length it was given. */
+#include "agent/wire.h"
+
+#include <errno.h>
+#include <string.h>
+
+static uint64_t hash_k0 = 0x0706050403020100ULL;
+static uint64_t hash_k1 = 0x0f0e0d0c0b0a0908ULL;
+
+void wire_set_hash_key(const uint8_t key[16])
+{
+	memcpy(&hash_k0, key, 8);
+	memcpy(&hash_k1, key + 8, 8);
+}
+
+#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+	do {                                                                                       \
+		v0 += v1;                                                                          \
+		v1 = ROTL64(v1, 13);                                                               \
+		v1 ^= v0;                                                                          \
+		v0 = ROTL64(v0, 32);                                                               \
+		v2 += v3;                                                                          \
+		v3 = ROTL64(v3, 16);                                                               \
+		v3 ^= v2;                                                                          \
+		v0 += v3;                                                                          \
+		v3 = ROTL64(v3, 21);                                                               \
+		v3 ^= v0;                                                                          \
+		v2 += v1;                                                                          \
+		v1 = ROTL64(v1, 17);                                                               \
+		v1 ^= v2;                                                                          \
+		v2 = ROTL64(v2, 32);                                                               \
+	} while (0)
+
+uint64_t wire_hash(const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint64_t v0 = hash_k0 ^ 0x736f6d6570736575ULL;
+	uint64_t v1 = hash_k1 ^ 0x646f72616e646f6dULL;
+	uint64_t v2 = hash_k0 ^ 0x6c7967656e657261ULL;
+	uint64_t v3 = hash_k1 ^ 0x7465646279746573ULL;
+	uint64_t m, b = (uint64_t)len << 56;
+	size_t i, blocks = len / 8;
+
+	for (i = 0; i < blocks; i++, p += 8) {
+		memcpy(&m, p, 8); /* little-endian hosts only; the key is random anyway */
+		v3 ^= m;
+		SIPROUND;
+		v0 ^= m;
+	}
+	for (i = 0; i < (len & 7); i++)
+		b |= (uint64_t)p[i] << (8 * i);
+	v3 ^= b;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static inline uint8_t lower(uint8_t c)
+{
+	return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+}
+
+/* Checks the name at @off, following backward compression pointers. Each pointer must point
+ * before the start of the label run that contains it, so chains strictly descend and end.
+ * Returns the offset just past the name at @off, or -EBADMSG. If @out is set, the expanded
+ * name is written there (WIRE_MAX_NAME bytes) and its length to @out_len. */
+static int walk_name(const uint8_t *pkt, size_t len, size_t off, uint8_t *out, size_t *out_len,
+		     bool low)
+{
+	size_t p = off, run_start = off, n = 0;
+	int end = -1;
+
+	for (;;) {
+		if (p >= len)
+			return -EBADMSG;
+		uint8_t l = pkt[p];
+		if (l == 0) {
+			if (n + 1 > WIRE_MAX_NAME)
+				return -EBADMSG;
+			if (out)
+				out[n] = 0;
+			n++;
+			if (end < 0)
+				end = (int)(p + 1);
+			break;
+		}
+		if ((l & 0xc0) == 0xc0) {
+			if (p + 1 >= len)
+				return -EBADMSG;
+			size_t target = (size_t)(l & 0x3f) << 8 | pkt[p + 1];
+			if (end < 0)
+				end = (int)(p + 2);
+			if (target < WIRE_HDR_LEN || target >= run_start)
+				return -EBADMSG;
+			p = run_start = target;
+			continue;
+		}
+		if (l & 0xc0) /* 0x40 and 0x80 label types are obsolete or undefined */
+			return -EBADMSG;
+		if (p + 1 + l > len || n + 1 + l + 1 > WIRE_MAX_NAME)
+			return -EBADMSG;
+		if (out) {
+			out[n] = l;
+			for (size_t i = 0; i < l; i++)
+				out[n + 1 + i] = low ? lower(pkt[p + 1 + i]) : pkt[p + 1 + i];
+		}
+		n += 1 + (size_t)l;
+		p += 1 + (size_t)l;
+	}
+	if (out_len)
+		*out_len = n;
+	return end;
+}
+
+int wire_read_name(const uint8_t *pkt, size_t len, size_t off, uint8_t *out, size_t *out_len,
+		   bool low)
+{
+	return walk_name(pkt, len, off, out, out_len, low);
+}
+
+int wire_skip_name(const uint8_t *pkt, size_t len, size_t off)
+{
+	size_t p = off;
+
+	for (;;) {
+		if (p >= len)
+			return -EBADMSG;
+		uint8_t l = pkt[p];
+		if (l == 0)
+			return (int)(p + 1);
+		if ((l & 0xc0) == 0xc0)
+			return p + 2 <= len ? (int)(p + 2) : -EBADMSG;
+		if (l & 0xc0)
+			return -EBADMSG;
+		p += 1 + (size_t)l;
+	}
+}
+
+/* One resource record, located. */
+struct rr {
+	uint16_t owner;
+	uint16_t type;
+	uint16_t rclass;
+	uint16_t ttl_off;
+	uint32_t ttl;
+	uint16_t rdata;
+	uint16_t rdlen;
+	uint16_t end;
+};
+
+/* Checks the names inside the RDATA of the RFC 1035 types (and SRV, DNAME) so that they are
+ * well-formed and fill RDLENGTH exactly. */
+static int check_rdata(const uint8_t *pkt, const struct rr *rr)
+{
+	size_t p = rr->rdata, end = (size_t)rr->rdata + rr->rdlen;
+	int r;
+
+	switch (rr->type) {
+	case WIRE_TYPE_A:
+		return rr->rdlen == 4 ? 0 : -EBADMSG;
+	case WIRE_TYPE_AAAA:
+		return rr->rdlen == 16 ? 0 : -EBADMSG;
+	case WIRE_TYPE_NS:
+	case WIRE_TYPE_CNAME:
+	case WIRE_TYPE_PTR:
+	case WIRE_TYPE_MB:
+	case WIRE_TYPE_MG:
+	case WIRE_TYPE_MR:
+	case WIRE_TYPE_DNAME:
+		r = walk_name(pkt, end, p, NULL, NULL, false);
+		break;
+	case WIRE_TYPE_MX:
+	case WIRE_TYPE_AFSDB:
+	case WIRE_TYPE_RT:
+		if (rr->rdlen < 3)
+			return -EBADMSG;
+		r = walk_name(pkt, end, p + 2, NULL, NULL, false);
+		break;
+	case WIRE_TYPE_SRV:
+		if (rr->rdlen < 7)
+			return -EBADMSG;
+		r = walk_name(pkt, end, p + 6, NULL, NULL, false);
+		break;
+	case WIRE_TYPE_MINFO:
+	case WIRE_TYPE_RP:
+		r = walk_name(pkt, end, p, NULL, NULL, false);
+		if (r < 0)
+			return r;
+		r = walk_name(pkt, end, (size_t)r, NULL, NULL, false);
+		break;
+	case WIRE_TYPE_SOA:
+		r = walk_name(pkt, end, p, NULL, NULL, false);
+		if (r < 0)
+			return r;
+		r = walk_name(pkt, end, (size_t)r, NULL, NULL, false);
+		if (r < 0)
+			return r;
+		r += 20;
+		break;
+	default:
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	return (size_t)r == end ? 0 : -EBADMSG;
+}
+
+static int walk_rr(const uint8_t *pkt, size_t len, size_t off, struct rr *rr)
+{
+	int p = walk_name(pkt, len, off, NULL, NULL, false);
+
+	if (p < 0 || (size_t)p + 10 > len)
+		return -EBADMSG;
+	rr->owner = (uint16_t)off;
+	rr->type = wire_get16(pkt + p);
+	rr->rclass = wire_get16(pkt + p + 2);
+	rr->ttl_off = (uint16_t)(p + 4);
+	rr->ttl = wire_get32(pkt + p + 4);
+	rr->rdlen = wire_get16(pkt + p + 8);
+	rr->rdata = (uint16_t)(p + 10);
+	if ((size_t)rr->rdata + rr->rdlen > len)
+		return -EBADMSG;
+	rr->end = (uint16_t)(rr->rdata + rr->rdlen);
+	return 0;
+}
+
+/* Parses an OPT RR's fixed part and walks its options. */
+static int check_opt(const uint8_t *pkt, const struct rr *rr)
+{
+	size_t p = rr->rdata, end = (size_t)rr->rdata + rr->rdlen;
+
+	if (pkt[rr->owner] != 0) /* owner must be the root */
+		return -EBADMSG;
+	while (p < end) {
+		if (p + 4 > end)
+			return -EBADMSG;
+		size_t olen = wire_get16(pkt + p + 2);
+		if (p + 4 + olen > end)
+			return -EBADMSG;
+		p += 4 + olen;
+	}
+	return 0;
+}
+
+static int parse_question(struct wire_query *q, const uint8_t *pkt, size_t len)
+{
+	size_t off = WIRE_HDR_LEN, n = 0;
+	unsigned labels = 0;
+
+	for (;;) {
+		if (off >= len)
+			return -EBADMSG;
+		uint8_t l = pkt[off];
+		if (l == 0) {
+			q->label_off[labels] = (uint8_t)n;
+			q->qname[n++] = 0;
+			off++;
+			break;
+		}
+		/* no compression in a question: there is no earlier name to point at */
+		if (l & 0xc0)
+			return -EBADMSG;
+		if (off + 1 + l > len || n + 1 + l + 1 > WIRE_MAX_NAME)
+			return -EBADMSG;
+		q->label_off[labels++] = (uint8_t)n;
+		q->qname[n++] = l;
+		for (size_t i = 0; i < l; i++)
+			q->qname[n++] = lower(pkt[off + 1 + i]);
+		off += 1 + (size_t)l;
+	}
+	if (off + 4 > len)
+		return -EBADMSG;
+	q->qname_len = (uint16_t)n;
+	q->nlabels = (uint8_t)labels;
+	q->qtype = wire_get16(pkt + off);
+	q->qclass = wire_get16(pkt + off + 2);
+	q->question_end = (uint16_t)(off + 4);
+	q->name_hash = wire_hash(q->qname, n);
+	return 0;
+}
+
+static int fail(struct wire_query *q, unsigned rcode)
+{
+	q->rcode = (uint8_t)rcode;
+	return -EBADMSG;
+}
+
+int wire_parse_query(struct wire_query *q, const uint8_t *pkt, size_t len)
+{
+	size_t off;
+	unsigned an, ns, ar, i;
+	struct rr rr;
+
+	q->pkt = pkt;
+	q->len = (uint16_t)(len > WIRE_MAX_MSG ? WIRE_MAX_MSG : len);
+	q->qname_len = 0;
+	q->nlabels = 0;
+	q->edns = 0;
+	q->do_bit = 0;
+	q->edns_payload = 0;
+	q->udp_limit = WIRE_MIN_UDP;
+	q->rcode = 0;
+	if (len < WIRE_HDR_LEN || len > WIRE_MAX_MSG)
+		return -EINVAL;
+	q->id = wire_get16(pkt);
+	q->flags2 = pkt[2];
+	q->flags3 = pkt[3];
+	q->cd_bit = (pkt[3] & WIRE_CD) ? 1 : 0;
+	if (pkt[2] & WIRE_QR)
+		return -EINVAL;
+	if (wire_get16(pkt + 4) != 1)
+		return fail(q, WIRE_RCODE_FORMERR);
+	if (parse_question(q, pkt, len) < 0) {
+		q->qname_len = 0;
+		return fail(q, WIRE_RCODE_FORMERR);
+	}
+	if (pkt[2] & WIRE_OPCODE_MASK)
+		return fail(q, WIRE_RCODE_NOTIMP);
+
+	/* Walk the other sections: the OPT RR may only be in the additional one, once. */
+	an = wire_get16(pkt + 6);
+	ns = wire_get16(pkt + 8);
+	ar = wire_get16(pkt + 10);
+	off = q->question_end;
+	for (i = 0; i < an + ns + ar; i++) {
+		if (walk_rr(pkt, len, off, &rr) < 0) {
+			q->edns = 0;
+			return fail(q, WIRE_RCODE_FORMERR);
+		}
+		if (rr.type == WIRE_TYPE_OPT) {
+			if (i < an + ns || q->edns || check_opt(pkt, &rr) < 0) {
+				q->edns = 0;
+				return fail(q, WIRE_RCODE_FORMERR);
+			}
+			q->edns = 1;
+			q->edns_payload = rr.rclass;
+			q->do_bit = (rr.ttl & 0x8000) ? 1 : 0;
+			if (((rr.ttl >> 16) & 0xff) != 0) /* EDNS version */
+				return fail(q, WIRE_RCODE_BADVERS);
+		}
+		off = rr.end;
+	}
+	if (q->edns) {
+		unsigned p = q->edns_payload;
+		q->udp_limit = (uint16_t)(p < WIRE_MIN_UDP ? WIRE_MIN_UDP
+				       : p > WIRE_EDNS_PAYLOAD ? WIRE_EDNS_PAYLOAD
+							       : p);
+	}
+
+	switch (q->qclass) {
+	case WIRE_CLASS_IN:
+	case WIRE_CLASS_ANY:
+		break;
+	default: /* CH, HS, NONE and unassigned classes: we serve only the Internet */
+		return fail(q, WIRE_RCODE_REFUSED);
+	}
+	switch (q->qtype) {
+	case 0:
+	case WIRE_TYPE_OPT:
+	case WIRE_TYPE_TSIG:
+		return fail(q, WIRE_RCODE_FORMERR);
+	case WIRE_TYPE_AXFR:
+	case WIRE_TYPE_IXFR:
+	case WIRE_TYPE_MAILA:
+	case WIRE_TYPE_MAILB:
+		return fail(q, WIRE_RCODE_NOTIMP);
+	default:
+		break;
+	}
+	return 0;
+}
+
+int wire_write_opt(uint8_t *out, size_t cap, bool do_bit, unsigned ext_rcode, int ede,
+		   const char *ede_text)
+{
+	size_t tlen = 0, need = WIRE_OPT_LEN;
+
+	if (ede >= 0) {
+		tlen = ede_text ? strnlen(ede_text, 256) : 0;
+		need += 6 + tlen;
+	}
+	if (cap < need)
+		return -ENOSPC;
+	out[0] = 0;
+	wire_put16(out + 1, WIRE_TYPE_OPT);
+	wire_put16(out + 3, WIRE_EDNS_PAYLOAD);
+	out[5] = (uint8_t)ext_rcode;
+	out[6] = 0;
+	out[7] = do_bit ? 0x80 : 0;
+	out[8] = 0;
+	wire_put16(out + 9, (uint16_t)(need - WIRE_OPT_LEN));
+	if (ede >= 0) {
+		wire_put16(out + 11, 15); /* OPTION-CODE: Extended DNS Error */
+		wire_put16(out + 13, (uint16_t)(2 + tlen));
+		wire_put16(out + 15, (uint16_t)ede);
+		if (tlen)
+			memcpy(out + 17, ede_text, tlen);
+	}
+	return (int)need;
+}
+
+int wire_write_reply_head(const struct wire_query *q, bool aa, unsigned rcode, uint8_t *out,
+			  size_t cap)
+{
+	if (q->qname_len == 0 || cap < q->question_end)
+		return -ENOSPC;
+	memcpy(out, q->pkt, q->question_end);
+	out[2] = (uint8_t)(WIRE_QR | (q->flags2 & (WIRE_OPCODE_MASK | WIRE_RD)) | (aa ? WIRE_AA : 0));
+	out[3] = (uint8_t)(WIRE_RA | (q->flags3 & WIRE_CD) | (rcode & WIRE_RCODE_MASK));
+	wire_put16(out + 4, 1);
+	memset(out + 6, 0, 6);
+	return q->question_end;
+}
+
+int wire_write_error(const struct wire_query *q, unsigned rcode, int ede, const char *ede_text,
+		     uint8_t *out, size_t cap)
+{
+	int n, o;
+
+	if (q->qname_len) {
+		n = wire_write_reply_head(q, false, rcode, out, cap);
+		if (n < 0)
+			return n;
+	} else {
+		if (cap < WIRE_HDR_LEN)
+			return -ENOSPC;
+		memcpy(out, q->pkt, 2);
+		out[2] = (uint8_t)(WIRE_QR | (q->flags2 & (WIRE_OPCODE_MASK | WIRE_RD)));
+		out[3] = (uint8_t)(WIRE_RA | (q->flags3 & WIRE_CD) | (rcode & WIRE_RCODE_MASK));
+		memset(out + 4, 0, 8);
+		n = WIRE_HDR_LEN;
+	}
+	if (q->edns) {
+		o = wire_write_opt(out + n, cap - (size_t)n, q->do_bit, rcode >> 4, ede, ede_text);
+		if (o < 0)
+			return o;
+		wire_put16(out + 10, 1);
+		n += o;
+	}
+	return n;
+}
+
+/* The RRset key of the RR at @off: its expanded owner, type and class. */
+struct rrset_key {
+	uint8_t owner[WIRE_MAX_NAME];
+	size_t owner_len;
+	uint16_t type;
+	uint16_t rclass;
+};
+
+static int rrset_key_read(const uint8_t *msg, size_t len, const struct rr *rr,
+			  struct rrset_key *k)
+{
+	k->type = rr->type;
+	k->rclass = rr->rclass;
+	return walk_name(msg, len, rr->owner, k->owner, &k->owner_len, true) < 0 ? -EBADMSG : 0;
+}
+
+static bool rrset_key_equal(const struct rrset_key *a, const struct rrset_key *b)
+{
+	return a->type == b->type && a->rclass == b->rclass && a->owner_len == b->owner_len &&
+	       memcmp(a->owner, b->owner, a->owner_len) == 0;
+}
+
+int wire_truncate(uint8_t *msg, size_t len, size_t limit)
+{
+	unsigned counts[3], total, i, kept = 0;
+	size_t off, cut;
+	struct rr rr;
+	struct rrset_key cur, next;
+	int p;
+
+	if (len < WIRE_HDR_LEN || wire_get16(msg + 4) != 1)
+		return -EBADMSG;
+	p = wire_skip_name(msg, len, WIRE_HDR_LEN);
+	if (p < 0 || (size_t)p + 4 > len)
+		return -EBADMSG;
+	off = cut = (size_t)p + 4;
+	if (len <= limit)
+		return (int)len;
+	if (cut > limit) /* not even the question fits: the caller's limit is below 512 */
+		return -EBADMSG;
+	counts[0] = wire_get16(msg + 6);
+	counts[1] = wire_get16(msg + 8);
+	counts[2] = wire_get16(msg + 10);
+	total = counts[0] + counts[1] + counts[2];
+
+	/* Walk RRs while they fit; remember the end of the last complete RRset. */
+	for (i = 0; i < total; i++) {
+		if (walk_rr(msg, len, off, &rr) < 0)
+			return -EBADMSG;
+		if (rr.end > limit)
+			break;
+		off = rr.end;
+		if (i + 1 == total) {
+			kept = total;
+			cut = off;
+			break;
+		}
+		/* RR i fits; is RR i+1 the start of a new RRset (or a new section)? */
+		struct rr nrr;
+		if (walk_rr(msg, len, off, &nrr) < 0)
+			return -EBADMSG;
+		bool boundary = (i + 1 == counts[0]) || (i + 1 == counts[0] + counts[1]);
+		if (!boundary) {
+			if (rrset_key_read(msg, len, &rr, &cur) < 0 ||
+			    rrset_key_read(msg, len, &nrr, &next) < 0)
+				return -EBADMSG;
+			boundary = !rrset_key_equal(&cur, &next);
+		}
+		if (boundary) {
+			kept = i + 1;
+			cut = off;
+		}
+	}
+	/* Split the kept count over the sections. */
+	unsigned an = kept < counts[0] ? kept : counts[0];
+	unsigned rest = kept - an;
+	unsigned ns = rest < counts[1] ? rest : counts[1];
+	unsigned ar = rest - ns;
+	wire_put16(msg + 6, (uint16_t)an);
+	wire_put16(msg + 8, (uint16_t)ns);
+	wire_put16(msg + 10, (uint16_t)ar);
+	if (an < counts[0] || ns < counts[1])
+		msg[2] |= WIRE_TC;
+	return (int)cut;
+}
+
+int wire_finish_reply(const struct wire_query *q, uint8_t *msg, size_t len, size_t cap, bool udp,
+		      int ede, const char *ede_text)
+{
+	size_t optlen = 0;
+	int n;
+
+	if (q->edns)
+		optlen = WIRE_OPT_LEN + (ede >= 0 ? 6 + (ede_text ? strnlen(ede_text, 256) : 0) : 0);
+	if (udp && len + optlen > q->udp_limit) {
+		n = wire_truncate(msg, len, q->udp_limit - optlen);
+		if (n < 0)
+			return n;
+		len = (size_t)n;
+	}
+	if (q->edns) {
+		n = wire_write_opt(msg + len, cap - len, q->do_bit, 0, ede, ede_text);
+		if (n < 0)
+			return n;
+		wire_put16(msg + 10, (uint16_t)(wire_get16(msg + 10) + 1));
+		len += (size_t)n;
+	}
+	return (int)len;
+}
+
+int wire_parse_reply(const uint8_t *pkt, size_t len, struct wire_reply *r)
+{
+	unsigned counts, i, an, ns;
+	size_t off;
+	struct rr rr;
+	int p;
+
+	if (len < WIRE_HDR_LEN || len > WIRE_MAX_MSG)
+		return -EBADMSG;
+	if (!(pkt[2] & WIRE_QR) || (pkt[2] & WIRE_OPCODE_MASK) || wire_get16(pkt + 4) != 1)
+		return -EBADMSG;
+	r->id = wire_get16(pkt);
+	r->tc = (pkt[2] & WIRE_TC) ? 1 : 0;
+	r->rcode = pkt[3] & WIRE_RCODE_MASK;
+	r->ancount = an = wire_get16(pkt + 6);
+	r->nscount = ns = wire_get16(pkt + 8);
+	r->arcount = wire_get16(pkt + 10);
+	r->has_opt = 0;
+	r->opt_last = 0;
+	r->has_soa = 0;
+	r->min_ttl = UINT32_MAX;
+	r->nrr = 0;
+	p = walk_name(pkt, len, WIRE_HDR_LEN, NULL, NULL, false);
+	if (p < 0 || (size_t)p + 4 > len)
+		return -EBADMSG;
+	off = (size_t)p + 4;
+	r->question_end = (uint16_t)off;
+	counts = an + ns + r->arcount;
+	for (i = 0; i < counts; i++) {
+		if (walk_rr(pkt, len, off, &rr) < 0)
+			return -EBADMSG;
+		if (rr.type == WIRE_TYPE_OPT) {
+			if (i < an + ns || r->has_opt || check_opt(pkt, &rr) < 0)
+				return -EBADMSG;
+			r->has_opt = 1;
+			r->opt_off = (uint16_t)off;
+			r->opt_len = (uint16_t)(rr.end - off);
+			r->opt_last = (i + 1 == counts);
+			r->rcode = (uint8_t)((rr.ttl >> 24) << 4 | r->rcode);
+			off = rr.end;
+			continue;
+		}
+		if (check_rdata(pkt, &rr) < 0)
+			return -EBADMSG;
+		uint32_t ttl = rr.ttl > 0x7fffffffU ? 0 : rr.ttl; /* RFC 2181 section 8 */
+		if (ttl < r->min_ttl)
+			r->min_ttl = ttl;
+		if (r->nrr < WIRE_MAX_RRS)
+			r->ttl_off[r->nrr] = rr.ttl_off;
+		r->nrr++;
+		if (rr.type == WIRE_TYPE_SOA && i >= an && i < an + ns && !r->has_soa) {
+			r->has_soa = 1;
+			r->soa_ttl_off = rr.ttl_off;
+			r->soa_ttl = ttl;
+			uint32_t min = wire_get32(pkt + rr.end - 4);
+			r->soa_minimum = min > 0x7fffffffU ? 0 : min;
+		}
+		off = rr.end;
+	}
+	r->len = (uint16_t)off;
+	return 0;
+}
+
+bool wire_reply_question_matches(const uint8_t *pkt, size_t len, const struct wire_query *q)
+{
+	size_t off = WIRE_HDR_LEN, i = 0;
+
+	/* The reply's question name must be uncompressed, as every server writes it. */
+	while (i < q->qname_len) {
+		if (off >= len)
+			return false;
+		uint8_t l = pkt[off];
+		if (l != q->qname[i])
+			return false;
+		if (l == 0)
+			break;
+		if (l & 0xc0 || off + 1 + l > len)
+			return false;
+		for (size_t k = 1; k <= l; k++)
+			if (lower(pkt[off + k]) != q->qname[i + k])
+				return false;
+		off += 1 + (size_t)l;
+		i += 1 + (size_t)l;
+	}
+	if (i + 1 != q->qname_len || off + 5 > len)
+		return false;
+	off++;
+	return wire_get16(pkt + off) == q->qtype && wire_get16(pkt + off + 2) == q->qclass;
+}
+
+bool wire_name_in_zone(const uint8_t *name, size_t len, const uint8_t *zone, size_t zone_len)
+{
+	size_t off = 0;
+
+	if (zone_len > len)
+		return false;
+	while (off < len - zone_len) {
+		if (name[off] == 0)
+			return false;
+		off += 1 + (size_t)name[off];
+	}
+	return off == len - zone_len && memcmp(name + off, zone, zone_len) == 0;
+}
+
+int wire_name_from_text(const char *text, uint8_t *out, size_t cap)
+{
+	size_t n = 0, tl = strlen(text);
+	const char *p = text, *end = text + tl;
+
+	if (tl == 1 && text[0] == '.') {
+		if (cap < 1)
+			return -EINVAL;
+		out[0] = 0;
+		return 1;
+	}
+	if (tl == 0)
+		return -EINVAL;
+	if (end[-1] == '.')
+		end--;
+	while (p < end) {
+		const char *dot = memchr(p, '.', (size_t)(end - p));
+		size_t l = dot ? (size_t)(dot - p) : (size_t)(end - p);
+		if (l == 0 || l > 63 || n + 1 + l + 1 > WIRE_MAX_NAME || n + 1 + l + 1 > cap)
+			return -EINVAL;
+		out[n++] = (uint8_t)l;
+		for (size_t i = 0; i < l; i++) {
+			uint8_t c = (uint8_t)p[i];
+			if (c <= ' ' || c >= 0x7f || c == '\\')
+				return -EINVAL;
+			out[n++] = lower(c);
+		}
+		p += l + 1;
+	}
+	out[n++] = 0;
+	return (int)n;
+}
+
+int wire_name_to_text(const uint8_t *name, size_t len, char *out, size_t cap)
+{
+	size_t off = 0, n = 0;
+
+	if (cap < 2)
+		return -ENOSPC;
+	if (len == 0 || name[0] == 0) {
+		out[0] = '.';
+		out[1] = 0;
+		return 1;
+	}
+	while (off < len && name[off]) {
+		uint8_t l = name[off];
+		if (off + 1 + l > len)
+			return -EINVAL;
+		for (size_t i = 1; i <= l; i++) {
+			uint8_t c = name[off + i];
+			if (c > ' ' && c < 0x7f && c != '.' && c != '\\') {
+				if (n + 2 > cap)
+					return -ENOSPC;
+				out[n++] = (char)lower(c);
+			} else {
+				if (n + 5 > cap)
+					return -ENOSPC;
+				out[n++] = '\\';
+				out[n++] = (char)('0' + c / 100);
+				out[n++] = (char)('0' + c / 10 % 10);
+				out[n++] = (char)('0' + c % 10);
+			}
+		}
+		if (n + 2 > cap)
+			return -ENOSPC;
+		out[n++] = '.';
+		off += 1 + (size_t)l;
+	}
+	out[n] = 0;
+	return (int)n;
+}
