@@ -142,21 +142,9 @@ int wire_skip_name(const uint8_t *pkt, size_t len, size_t off)
 	}
 }
 
-/* One resource record, located. */
-struct rr {
-	uint16_t owner;
-	uint16_t type;
-	uint16_t rclass;
-	uint16_t ttl_off;
-	uint32_t ttl;
-	uint16_t rdata;
-	uint16_t rdlen;
-	uint16_t end;
-};
-
 /* Checks the names inside the RDATA of the RFC 1035 types (and SRV, DNAME) so that they are
  * well-formed and fill RDLENGTH exactly. */
-static int check_rdata(const uint8_t *pkt, const struct rr *rr)
+static int check_rdata(const uint8_t *pkt, const struct wire_rr *rr)
 {
 	size_t p = rr->rdata, end = (size_t)rr->rdata + rr->rdlen;
 	int r;
@@ -211,7 +199,7 @@ static int check_rdata(const uint8_t *pkt, const struct rr *rr)
 	return (size_t)r == end ? 0 : -EBADMSG;
 }
 
-static int walk_rr(const uint8_t *pkt, size_t len, size_t off, struct rr *rr)
+int wire_next_rr(const uint8_t *pkt, size_t len, size_t off, struct wire_rr *rr)
 {
 	int p = walk_name(pkt, len, off, NULL, NULL, false);
 
@@ -231,7 +219,7 @@ static int walk_rr(const uint8_t *pkt, size_t len, size_t off, struct rr *rr)
 }
 
 /* Parses an OPT RR's fixed part and walks its options. */
-static int check_opt(const uint8_t *pkt, const struct rr *rr)
+static int check_opt(const uint8_t *pkt, const struct wire_rr *rr)
 {
 	size_t p = rr->rdata, end = (size_t)rr->rdata + rr->rdlen;
 
@@ -295,7 +283,7 @@ int wire_parse_query(struct wire_query *q, const uint8_t *pkt, size_t len)
 {
 	size_t off;
 	unsigned an, ns, ar, i;
-	struct rr rr;
+	struct wire_rr rr;
 
 	q->pkt = pkt;
 	q->len = (uint16_t)(len > WIRE_MAX_MSG ? WIRE_MAX_MSG : len);
@@ -329,7 +317,7 @@ int wire_parse_query(struct wire_query *q, const uint8_t *pkt, size_t len)
 	ar = wire_get16(pkt + 10);
 	off = q->question_end;
 	for (i = 0; i < an + ns + ar; i++) {
-		if (walk_rr(pkt, len, off, &rr) < 0) {
+		if (wire_next_rr(pkt, len, off, &rr) < 0) {
 			q->edns = 0;
 			return fail(q, WIRE_RCODE_FORMERR);
 		}
@@ -454,7 +442,7 @@ struct rrset_key {
 	uint16_t rclass;
 };
 
-static int rrset_key_read(const uint8_t *msg, size_t len, const struct rr *rr,
+static int rrset_key_read(const uint8_t *msg, size_t len, const struct wire_rr *rr,
 			  struct rrset_key *k)
 {
 	k->type = rr->type;
@@ -472,7 +460,7 @@ int wire_truncate(uint8_t *msg, size_t len, size_t limit)
 {
 	unsigned counts[3], total, i, kept = 0;
 	size_t off, cut;
-	struct rr rr;
+	struct wire_rr rr;
 	struct rrset_key cur, next;
 	int p;
 
@@ -493,7 +481,7 @@ int wire_truncate(uint8_t *msg, size_t len, size_t limit)
 
 	/* Walk RRs while they fit; remember the end of the last complete RRset. */
 	for (i = 0; i < total; i++) {
-		if (walk_rr(msg, len, off, &rr) < 0)
+		if (wire_next_rr(msg, len, off, &rr) < 0)
 			return -EBADMSG;
 		if (rr.end > limit)
 			break;
@@ -504,8 +492,8 @@ int wire_truncate(uint8_t *msg, size_t len, size_t limit)
 			break;
 		}
 		/* RR i fits; is RR i+1 the start of a new RRset (or a new section)? */
-		struct rr nrr;
-		if (walk_rr(msg, len, off, &nrr) < 0)
+		struct wire_rr nrr;
+		if (wire_next_rr(msg, len, off, &nrr) < 0)
 			return -EBADMSG;
 		bool boundary = (i + 1 == counts[0]) || (i + 1 == counts[0] + counts[1]);
 		if (!boundary) {
@@ -560,7 +548,7 @@ int wire_parse_reply(const uint8_t *pkt, size_t len, struct wire_reply *r)
 {
 	unsigned counts, i, an, ns;
 	size_t off;
-	struct rr rr;
+	struct wire_rr rr;
 	int p;
 
 	if (len < WIRE_HDR_LEN || len > WIRE_MAX_MSG)
@@ -585,7 +573,7 @@ int wire_parse_reply(const uint8_t *pkt, size_t len, struct wire_reply *r)
 	r->question_end = (uint16_t)off;
 	counts = an + ns + r->arcount;
 	for (i = 0; i < counts; i++) {
-		if (walk_rr(pkt, len, off, &rr) < 0)
+		if (wire_next_rr(pkt, len, off, &rr) < 0)
 			return -EBADMSG;
 		if (rr.type == WIRE_TYPE_OPT) {
 			if (i < an + ns || r->has_opt || check_opt(pkt, &rr) < 0)

@@ -225,6 +225,22 @@ bool wire_reply_question_matches(const uint8_t *pkt, size_t len, const struct wi
 int wire_read_name(const uint8_t *pkt, size_t len, size_t off, uint8_t *out, size_t *out_len,
 		   bool lower);
 
+/* One resource record, located in a message. */
+struct wire_rr {
+	uint16_t owner;   /* offset of the owner name */
+	uint16_t type;
+	uint16_t rclass;
+	uint16_t ttl_off; /* offset of the TTL field */
+	uint32_t ttl;
+	uint16_t rdata;   /* offset of the RDATA */
+	uint16_t rdlen;
+	uint16_t end;     /* offset just past the RR */
+};
+
+/* Locates the RR at @off (owner name checked, RDATA inside the message). Returns 0 or
+ * -EBADMSG. */
+int wire_next_rr(const uint8_t *pkt, size_t len, size_t off, struct wire_rr *rr);
+
 /* Returns the offset just past the possibly compressed name at @off, or -EBADMSG. Checks
  * only the bytes at @off (pointers are not followed). */
 int wire_skip_name(const uint8_t *pkt, size_t len, size_t off);

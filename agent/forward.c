@@ -1,0 +1,719 @@
+/* Forwarding (SEMANTICS.md rules 29-32): each upstream query from a fresh socket (a random
+ * source port from the kernel) with a random ID from getrandom; a reply is taken only on
+ * that connected socket (so only from the server and port it went to), with the same ID and
+ * the same question; anything else is counted and ignored while we keep waiting. Identical
+ * questions in flight share one upstream query. TC=1 leads to TCP; a timeout or an error
+ * leads to the next server; when every server failed, SERVFAIL with an Extended DNS Error,
+ * unless the cache holds a stale answer (RFC 8767).
+ *
+ * Lifetimes: a struct fwd owns a timer and at most one attempt (UDP or TCP) at a time. An
+ * attempt is closed asynchronously and frees itself in its close callback; the fwd is freed
+ * when its timer and every attempt have closed (refs).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <urcu/urcu-memb.h>
+
+#include "agent/cache.h"
+#include "agent/log.h"
+#include "agent/worker.h"
+
+#define FWD_BUCKETS     4096
+#define FWD_MAX_WAITERS 1024 /* clients waiting on one upstream query */
+#define FWD_UDP_READS   16   /* datagrams read per readiness event */
+
+struct fwd_waiter {
+	struct fwd_waiter *next;
+	struct udp_listener *udp; /* or tcp */
+	struct tcp_conn *tcp;
+	struct sockaddr_storage from;
+	uint64_t t0_us;
+	struct wire_query q;      /* q.pkt points at raw */
+	uint8_t raw[WIRE_HDR_LEN + WIRE_MAX_NAME + 4];
+};
+
+struct fwd_udp {
+	uv_poll_t poll;
+	int fd;
+	struct fwd *f;
+};
+
+struct fwd_tcp {
+	uv_tcp_t tcp;
+	uv_connect_t connect;
+	uv_write_t write;
+	struct fwd *f;
+	bool connected;
+	uint8_t out[2 + WIRE_HDR_LEN + WIRE_MAX_NAME + 4 + WIRE_OPT_LEN];
+	size_t outlen;
+	uint8_t *in;
+	size_t inlen;
+	size_t incap;
+};
+
+struct fwd {
+	struct fwd *hnext;   /* in-flight table chain */
+	struct worker *w;
+	uint64_t key;
+	uint8_t group;
+	uint8_t zone;
+	uint8_t server;      /* index of the server asked now */
+	uint8_t tried;       /* servers asked so far */
+	uint8_t done;        /* answered or failed: no more attempts */
+	uint8_t in_table;
+	uint8_t saw_timeout;
+	uint8_t saw_neterr;
+	uint16_t id;         /* ID of the current attempt */
+	unsigned refs;       /* the timer + open attempts */
+	unsigned nwaiters;
+	uint64_t sent_us;
+	uv_timer_t timer;
+	struct fwd_udp *udp;
+	struct fwd_tcp *tcp;
+	struct fwd_waiter *waiters;
+	struct wire_query q; /* the question, q.pkt points at raw */
+	uint8_t raw[WIRE_HDR_LEN + WIRE_MAX_NAME + 4];
+};
+
+struct fwd_table {
+	struct fwd *bucket[FWD_BUCKETS];
+	unsigned inflight;
+};
+
+int fwd_table_new(struct worker *w)
+{
+	w->fwd = calloc(1, sizeof *w->fwd);
+	return w->fwd ? 0 : -ENOMEM;
+}
+
+void fwd_table_free(struct worker *w)
+{
+	free(w->fwd);
+	w->fwd = NULL;
+}
+
+unsigned fwd_inflight(const struct worker *w)
+{
+	return w->fwd ? w->fwd->inflight : 0;
+}
+
+/* Copies the question part of @q into @raw and points the copy at it. */
+static void copy_query(struct wire_query *dst, uint8_t *raw, const struct wire_query *q)
+{
+	*dst = *q;
+	memcpy(raw, q->pkt, q->question_end);
+	dst->pkt = raw;
+	dst->len = q->question_end;
+}
+
+static bool same_question(const struct wire_query *a, const struct wire_query *b)
+{
+	return a->qtype == b->qtype && a->qclass == b->qclass && a->do_bit == b->do_bit &&
+	       a->cd_bit == b->cd_bit && a->qname_len == b->qname_len &&
+	       memcmp(a->qname, b->qname, a->qname_len) == 0;
+}
+
+static struct fwd *table_find(struct fwd_table *t, const struct wire_query *q, uint64_t key,
+			      uint8_t group)
+{
+	for (struct fwd *f = t->bucket[key & (FWD_BUCKETS - 1)]; f; f = f->hnext)
+		if (f->key == key && f->group == group && !f->done && same_question(&f->q, q))
+			return f;
+	return NULL;
+}
+
+static void table_remove(struct fwd_table *t, struct fwd *f)
+{
+	struct fwd **pp = &t->bucket[f->key & (FWD_BUCKETS - 1)];
+
+	if (!f->in_table)
+		return;
+	while (*pp && *pp != f)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = f->hnext;
+	f->in_table = 0;
+	t->inflight--;
+	stats_add(&f->w->stats.inflight, (uint64_t)-1);
+}
+
+static void fwd_unref(struct fwd *f)
+{
+	if (--f->refs == 0)
+		free(f);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	fwd_unref(h->data);
+}
+
+/* ---- attempts ---------------------------------------------------------------------------- */
+
+static void on_udp_closed(uv_handle_t *h)
+{
+	struct fwd_udp *u = h->data;
+	struct fwd *f = u->f;
+
+	close(u->fd);
+	free(u);
+	fwd_unref(f);
+}
+
+static void udp_attempt_close(struct fwd *f)
+{
+	struct fwd_udp *u = f->udp;
+
+	if (!u)
+		return;
+	f->udp = NULL;
+	uv_poll_stop(&u->poll);
+	uv_close((uv_handle_t *)&u->poll, on_udp_closed);
+}
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+	struct fwd_tcp *t = h->data;
+	struct fwd *f = t->f;
+
+	free(t->in);
+	free(t);
+	fwd_unref(f);
+}
+
+static void tcp_attempt_close(struct fwd *f)
+{
+	struct fwd_tcp *t = f->tcp;
+
+	if (!t)
+		return;
+	f->tcp = NULL;
+	uv_close((uv_handle_t *)&t->tcp, on_tcp_closed);
+}
+
+/* Builds the upstream query for the current attempt into @out. Returns its length. */
+static size_t build_query(struct fwd *f, uint8_t *out)
+{
+	size_t n = f->q.question_end;
+
+	memcpy(out, f->raw, n);
+	wire_put16(out, f->id);
+	out[2] = WIRE_RD;
+	out[3] = f->q.cd_bit ? WIRE_CD : 0;
+	wire_put16(out + 4, 1);
+	wire_put16(out + 6, 0);
+	wire_put16(out + 8, 0);
+	wire_put16(out + 10, 1);
+	memcpy(out + WIRE_HDR_LEN, f->q.qname, f->q.qname_len); /* lowercase */
+	n += (size_t)wire_write_opt(out + n, WIRE_OPT_LEN, f->q.do_bit, 0, WIRE_EDE_NONE, NULL);
+	return n;
+}
+
+static socklen_t addr_len(const struct sockaddr_storage *a)
+{
+	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+static const struct sockaddr_storage *current_server(const struct fwd *f)
+{
+	return &f->w->srv->groups[f->group].addr[f->server];
+}
+
+static void next_server(struct fwd *f);
+static void fwd_finish(struct fwd *f, const uint8_t *pkt, const struct wire_reply *r);
+static void on_udp_readable(uv_poll_t *h, int status, int events);
+static void tcp_attempt_start(struct fwd *f);
+
+static void on_timeout(uv_timer_t *t);
+
+/* Gives the attempt just started its own full timeout. */
+static void arm_timer(struct fwd *f)
+{
+	uv_timer_start(&f->timer, on_timeout, f->w->srv->cfg->upstream_timeout_ms, 0);
+}
+
+static void udp_attempt_start(struct fwd *f)
+{
+	struct worker *w = f->w;
+	const struct sockaddr_storage *srv = current_server(f);
+	uint8_t query[WIRE_HDR_LEN + WIRE_MAX_NAME + 4 + WIRE_OPT_LEN];
+	struct fwd_udp *u;
+	size_t qlen;
+	int fd;
+
+	f->id = worker_random16(w);
+	qlen = build_query(f, query);
+	/* A new socket per query: connect() binds it to a random ephemeral port (the kernel
+	 * draws it from its CSPRNG), and the kernel then delivers only what that server sends
+	 * from that port. */
+	fd = socket(srv->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto neterr;
+	if (connect(fd, (const struct sockaddr *)srv, addr_len(srv)) < 0 ||
+	    send(fd, query, qlen, MSG_DONTWAIT) < 0) {
+		close(fd);
+		goto neterr;
+	}
+	u = calloc(1, sizeof *u);
+	if (!u) {
+		close(fd);
+		goto neterr;
+	}
+	u->fd = fd;
+	u->f = f;
+	uv_poll_init(&w->loop, &u->poll, fd);
+	u->poll.data = u;
+	uv_poll_start(&u->poll, UV_READABLE, on_udp_readable);
+	f->udp = u;
+	f->refs++;
+	f->sent_us = worker_now_us();
+	stats_inc(&w->stats.fwd_requests[f->group][f->server]);
+	arm_timer(f);
+	return;
+neterr:
+	f->saw_neterr = 1;
+	next_server(f);
+}
+
+/* Checks a reply read from an attempt. Returns 1 when it is the answer (or a verdict on the
+ * server), 0 when it must be ignored. */
+static int check_reply(struct fwd *f, const uint8_t *pkt, size_t len, struct wire_reply *r,
+		       bool udp)
+{
+	struct stats *st = &f->w->stats;
+
+	if (wire_parse_reply(pkt, len, r) < 0) {
+		stats_inc(&st->upstream_dropped[STATS_UPDROP_MALFORMED]);
+		return 0;
+	}
+	if (r->id != f->id) {
+		stats_inc(&st->upstream_dropped[STATS_UPDROP_ID]);
+		return 0;
+	}
+	if (!wire_reply_question_matches(pkt, len, &f->q)) {
+		stats_inc(&st->upstream_dropped[STATS_UPDROP_QUESTION]);
+		return 0;
+	}
+	if (udp && len > WIRE_EDNS_PAYLOAD) {
+		/* larger than we said we take: do not trust it, ask over TCP */
+		stats_inc(&st->upstream_dropped[STATS_UPDROP_OVERSIZE]);
+		r->tc = 1;
+	}
+	return 1;
+}
+
+/* Acts on a matching reply of the current attempt. */
+static void handle_reply(struct fwd *f, const uint8_t *pkt, struct wire_reply *r, bool udp)
+{
+	struct stats *st = &f->w->stats;
+	uint64_t us = worker_now_us() - f->sent_us;
+
+	stats_inc(&st->fwd_responses[f->group][f->server][stats_rcode_of(r->rcode)]);
+	stats_inc(&st->fwd_duration[f->group][f->server][stats_bucket_of(us)]);
+	stats_add(&st->fwd_duration_sum_us[f->group][f->server], us);
+	switch (reply_classify(r)) {
+	case REPLY_TRUNCATED:
+		if (udp) {
+			stats_inc(&st->tcp_retries);
+			udp_attempt_close(f);
+			tcp_attempt_start(f);
+			return;
+		}
+		/* TC over TCP makes no sense: take it as a failure of this server */
+		stats_inc(&st->upstream_dropped[STATS_UPDROP_ERROR]);
+		next_server(f);
+		return;
+	case REPLY_FAILED:
+		stats_inc(&st->upstream_dropped[STATS_UPDROP_ERROR]);
+		next_server(f);
+		return;
+	case REPLY_OK:
+		fwd_finish(f, pkt, r);
+		return;
+	}
+}
+
+static void on_udp_readable(uv_poll_t *h, int status, int events)
+{
+	struct fwd_udp *u = h->data;
+	struct fwd *f = u->f;
+	uint8_t *buf = f->w->rxbuf;
+	struct wire_reply *r = f->w->reply;
+
+	(void)events;
+	if (status < 0 || f->udp != u)
+		return;
+	for (int i = 0; i < FWD_UDP_READS; i++) {
+		ssize_t n = recv(u->fd, buf, WIRE_MAX_MSG, MSG_DONTWAIT | MSG_TRUNC);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			/* ECONNREFUSED: the server's port is closed (ICMP); try the next one */
+			f->saw_neterr = 1;
+			next_server(f);
+			return;
+		}
+		if (n > WIRE_MAX_MSG)
+			continue;
+		if (check_reply(f, buf, (size_t)n, r, true)) {
+			handle_reply(f, buf, r, true);
+			return;
+		}
+	}
+}
+
+static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+static void on_tcp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	struct fwd_tcp *t = h->data;
+
+	(void)hint;
+	if (t->inlen == t->incap) {
+		size_t cap = t->incap ? t->incap * 2 : 1024;
+		if (cap > (2 + WIRE_MAX_MSG))
+			cap = (2 + WIRE_MAX_MSG);
+		uint8_t *nb = cap > t->incap ? realloc(t->in, cap) : NULL;
+		if (!nb) {
+			*b = uv_buf_init(NULL, 0);
+			return;
+		}
+		t->in = nb;
+		t->incap = cap;
+	}
+	*b = uv_buf_init((char *)t->in + t->inlen, (unsigned)(t->incap - t->inlen));
+}
+
+static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+	struct fwd_tcp *t = s->data;
+	struct fwd *f = t->f;
+	struct wire_reply *r = f->w->reply;
+
+	(void)b;
+	if (f->tcp != t)
+		return;
+	if (nread < 0) {
+		f->saw_neterr = 1;
+		next_server(f);
+		return;
+	}
+	t->inlen += (size_t)nread;
+	if (t->inlen < 2)
+		return;
+	size_t mlen = wire_get16(t->in);
+	if (t->inlen < 2 + mlen)
+		return;
+	if (check_reply(f, t->in + 2, mlen, r, false))
+		handle_reply(f, t->in + 2, r, false);
+	else
+		next_server(f); /* one message per TCP attempt: a bad one fails it */
+}
+
+static void on_tcp_written(uv_write_t *req, int status)
+{
+	struct fwd_tcp *t = req->data;
+
+	if (status < 0 && t->f->tcp == t) {
+		t->f->saw_neterr = 1;
+		next_server(t->f);
+	}
+}
+
+static void on_tcp_connected(uv_connect_t *req, int status)
+{
+	struct fwd_tcp *t = req->data;
+	struct fwd *f = t->f;
+
+	if (f->tcp != t)
+		return;
+	if (status < 0) {
+		f->saw_neterr = 1;
+		next_server(f);
+		return;
+	}
+	t->connected = true;
+	uv_buf_t buf = uv_buf_init((char *)t->out, (unsigned)t->outlen);
+	t->write.data = t;
+	if (uv_write(&t->write, (uv_stream_t *)&t->tcp, &buf, 1, on_tcp_written) < 0 ||
+	    uv_read_start((uv_stream_t *)&t->tcp, on_tcp_alloc, on_tcp_read) < 0) {
+		f->saw_neterr = 1;
+		next_server(f);
+	}
+}
+
+static void tcp_attempt_start(struct fwd *f)
+{
+	struct worker *w = f->w;
+	struct fwd_tcp *t = calloc(1, sizeof *t);
+
+	if (!t) {
+		next_server(f);
+		return;
+	}
+	t->f = f;
+	f->id = worker_random16(w);
+	t->outlen = 2 + build_query(f, t->out + 2);
+	wire_put16(t->out, (uint16_t)(t->outlen - 2));
+	uv_tcp_init(&w->loop, &t->tcp);
+	t->tcp.data = t;
+	t->connect.data = t;
+	f->tcp = t;
+	f->refs++;
+	f->sent_us = worker_now_us();
+	arm_timer(f);
+	if (uv_tcp_connect(&t->connect, &t->tcp, (const struct sockaddr *)current_server(f),
+			   on_tcp_connected) < 0) {
+		f->saw_neterr = 1;
+		next_server(f);
+	}
+}
+
+/* ---- answering the clients --------------------------------------------------------------- */
+
+static void answer_waiter(struct fwd *f, struct fwd_waiter *wt, const uint8_t *msg, size_t len)
+{
+	struct worker *w = f->w;
+	uint64_t us = worker_now_us() - wt->t0_us;
+
+	serve_count_response(&w->stats, f->zone, msg[3] & WIRE_RCODE_MASK);
+	stats_inc(&w->stats.duration[f->zone][stats_bucket_of(us)]);
+	stats_add(&w->stats.duration_sum_us[f->zone], us);
+	if (wt->tcp)
+		tcp_conn_answer(wt->tcp, msg, len);
+	else
+		udp_send(wt->udp, &wt->from, msg, len);
+}
+
+/* Ends @f: stops attempts and the timer, takes it out of the table. */
+static void fwd_close(struct fwd *f)
+{
+	f->done = 1;
+	table_remove(f->w->fwd, f);
+	udp_attempt_close(f);
+	tcp_attempt_close(f);
+	uv_timer_stop(&f->timer);
+	uv_close((uv_handle_t *)&f->timer, on_timer_closed);
+}
+
+static void fwd_finish(struct fwd *f, const uint8_t *pkt, const struct wire_reply *r)
+{
+	struct worker *w = f->w;
+	struct reply_canon *rc = w->rcanon;
+	struct fwd_waiter *wt, *next;
+	uint8_t *out = w->rxbuf;
+
+	if (reply_canonicalize(pkt, r, &f->q, &w->srv->groups[f->group].policy, w->canon,
+			       WIRE_MAX_MSG, rc) < 0) {
+		stats_inc(&w->stats.upstream_dropped[STATS_UPDROP_MALFORMED]);
+		next_server(f);
+		return;
+	}
+	if (rc->ttl > 0)
+		cache_insert(w->srv->cache, &f->q, f->key, w->canon, rc, worker_now_sec());
+	for (wt = f->waiters; wt; wt = next) {
+		next = wt->next;
+		int n = reply_for_client(w->canon, rc->len, (const uint8_t *)rc->ttl_off, rc->nttl,
+					 0, false, &wt->q, wt->tcp == NULL, out, WIRE_MAX_MSG);
+		if (n > 0)
+			answer_waiter(f, wt, out, (size_t)n);
+		else if (wt->tcp)
+			tcp_conn_release(wt->tcp);
+		free(wt);
+	}
+	f->waiters = NULL;
+	fwd_close(f);
+}
+
+/* Every server failed: a stale answer if the cache has one, else SERVFAIL with an EDE. */
+static void fwd_fail(struct fwd *f)
+{
+	struct worker *w = f->w;
+	struct fwd_waiter *wt, *next;
+	struct cache_hit hit;
+	uint8_t *out = w->rxbuf;
+	int ede = f->saw_timeout ? WIRE_EDE_NO_REACHABLE_AUTHORITY
+		  : f->saw_neterr ? WIRE_EDE_NETWORK_ERROR
+				  : WIRE_EDE_OTHER;
+	const char *text = f->saw_timeout ? "upstream servers timed out"
+			   : f->saw_neterr ? "upstream servers unreachable"
+					   : "upstream servers answered with errors";
+
+	rcu_read_lock();
+	for (wt = f->waiters; wt; wt = next) {
+		next = wt->next;
+		int n = 0;
+		if (w->srv->cfg->stale_window)
+			n = cache_lookup(w->srv->cache, &wt->q, f->key, worker_now_sec(),
+					 wt->tcp == NULL, true, out, WIRE_MAX_MSG, &hit);
+		if (n > 0) {
+			stats_inc(&w->stats.cache_stale);
+		} else {
+			n = wire_write_error(&wt->q, WIRE_RCODE_SERVFAIL, ede, text, out,
+					     WIRE_MAX_MSG);
+		}
+		if (n > 0)
+			answer_waiter(f, wt, out, (size_t)n);
+		else if (wt->tcp)
+			tcp_conn_release(wt->tcp);
+		free(wt);
+	}
+	rcu_read_unlock();
+	f->waiters = NULL;
+	fwd_close(f);
+}
+
+static void next_server(struct fwd *f)
+{
+	struct upstream_group *g = &f->w->srv->groups[f->group];
+
+	udp_attempt_close(f);
+	tcp_attempt_close(f);
+	if (f->done)
+		return;
+	if (f->tried >= g->n) {
+		fwd_fail(f);
+		return;
+	}
+	f->server = (uint8_t)((f->server + 1) % g->n);
+	f->tried++;
+	udp_attempt_start(f);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+	struct fwd *f = t->data;
+
+	f->saw_timeout = 1;
+	stats_inc(&f->w->stats.fwd_timeouts[f->group][f->server]);
+	next_server(f);
+}
+
+/* ---- starting ---------------------------------------------------------------------------- */
+
+static struct fwd *fwd_new(struct worker *w, const struct wire_query *q,
+			   const struct serve_result *res)
+{
+	struct fwd_table *t = w->fwd;
+	struct fwd *f = calloc(1, sizeof *f);
+
+	if (!f)
+		return NULL;
+	f->w = w;
+	f->key = res->key;
+	f->group = res->group;
+	f->zone = res->zone;
+	copy_query(&f->q, f->raw, q);
+	uv_timer_init(&w->loop, &f->timer);
+	f->timer.data = f;
+	f->refs = 1;
+	f->hnext = t->bucket[f->key & (FWD_BUCKETS - 1)];
+	t->bucket[f->key & (FWD_BUCKETS - 1)] = f;
+	f->in_table = 1;
+	t->inflight++;
+	stats_inc(&w->stats.inflight);
+	/* Start with the first server; each try moves to the next. */
+	f->server = (uint8_t)(w->srv->groups[f->group].n - 1);
+	return f;
+}
+
+static void fwd_go(struct fwd *f)
+{
+	next_server(f);
+}
+
+static void refuse(struct worker *w, const struct wire_query *q, const struct serve_result *res,
+		   struct udp_listener *udp, const struct sockaddr_storage *from,
+		   struct tcp_conn *tcp, const char *why)
+{
+	uint8_t *out = w->rxbuf;
+	int n = wire_write_error(q, WIRE_RCODE_SERVFAIL, WIRE_EDE_OTHER, why, out, WIRE_MAX_MSG);
+
+	serve_count_response(&w->stats, res->zone, WIRE_RCODE_SERVFAIL);
+	if (n <= 0) {
+		if (tcp)
+			tcp_conn_release(tcp);
+		return;
+	}
+	if (tcp)
+		tcp_conn_answer(tcp, out, (size_t)n);
+	else
+		udp_send(udp, from, out, (size_t)n);
+}
+
+void fwd_start(struct worker *w, const struct wire_query *q, const struct serve_result *res,
+	       struct udp_listener *udp, const struct sockaddr_storage *from,
+	       struct tcp_conn *tcp)
+{
+	struct fwd_table *t = w->fwd;
+	struct fwd *f = table_find(t, q, res->key, res->group);
+	struct fwd_waiter *wt;
+	bool fresh = false;
+
+	if (f && f->nwaiters >= FWD_MAX_WAITERS) {
+		stats_inc(&w->stats.overload[STATS_OVERLOAD_WAITERS]);
+		refuse(w, q, res, udp, from, tcp, "too many clients wait for this name");
+		return;
+	}
+	if (!f && t->inflight >= w->srv->cfg->max_inflight) {
+		stats_inc(&w->stats.overload[STATS_OVERLOAD_INFLIGHT]);
+		refuse(w, q, res, udp, from, tcp, "too many queries in flight");
+		return;
+	}
+	wt = calloc(1, sizeof *wt);
+	if (!wt) {
+		refuse(w, q, res, udp, from, tcp, "out of memory");
+		return;
+	}
+	wt->udp = udp;
+	wt->tcp = tcp;
+	if (from)
+		wt->from = *from;
+	wt->t0_us = worker_now_us();
+	copy_query(&wt->q, wt->raw, q);
+	if (!f) {
+		f = fwd_new(w, q, res);
+		if (!f) {
+			free(wt);
+			refuse(w, q, res, udp, from, tcp, "out of memory");
+			return;
+		}
+		fresh = true;
+	} else {
+		stats_inc(&w->stats.coalesced);
+	}
+	wt->next = f->waiters;
+	f->waiters = wt;
+	f->nwaiters++;
+	if (fresh)
+		fwd_go(f);
+}
+
+void fwd_abort_all(struct worker *w)
+{
+	struct fwd_table *t = w->fwd;
+
+	for (size_t i = 0; i < FWD_BUCKETS; i++)
+		while (t->bucket[i]) {
+			struct fwd *f = t->bucket[i];
+			udp_attempt_close(f);
+			tcp_attempt_close(f);
+			fwd_fail(f); /* takes it out of the table */
+		}
+}
+
+void fwd_prefetch(struct worker *w, const struct wire_query *q, const struct serve_result *res)
+{
+	struct fwd *f;
+
+	if (w->draining || table_find(w->fwd, q, res->key, res->group) ||
+	    w->fwd->inflight >= w->srv->cfg->max_inflight)
+		return;
+	f = fwd_new(w, q, res);
+	if (!f)
+		return;
+	stats_inc(&w->stats.prefetches);
+	fwd_go(f);
+}

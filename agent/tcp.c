@@ -1,0 +1,350 @@
+/* TCP serving (RFC 7766): 2-byte length framing, many queries per connection, answers in
+ * whatever order they are ready, an idle timeout, and a cap on connections per worker.
+ *
+ * A connection is freed only when both its handles are closed and no forwarded query still
+ * holds it (refs). A query answered after the client left is dropped quietly.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <urcu/urcu-memb.h>
+
+#include "agent/log.h"
+#include "agent/tcpframe.h"
+#include "agent/worker.h"
+
+#define TCP_MAX_PENDING 64 /* forwarded queries per connection before we stop reading */
+
+struct tcp_conn {
+	uv_tcp_t tcp;
+	struct tcp_conn *next; /* in the worker's list */
+	struct tcp_conn *prev;
+	uv_timer_t idle;
+	struct worker *w;
+	struct tcpframe frame;
+	unsigned pending;  /* forwarded queries not answered yet */
+	unsigned refs;     /* open handles + pending + writes in flight */
+	bool v6;
+	bool closing;
+	bool eof;
+	bool reading;
+};
+
+struct tcp_write {
+	uv_write_t req;
+	struct tcp_conn *c;
+	uint8_t data[];
+};
+
+int tcp_listener_open(struct worker *w, struct tcp_listener *l,
+		      const struct sockaddr_storage *addr)
+{
+	int one = 1, fd, r;
+	socklen_t alen = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						     : sizeof(struct sockaddr_in);
+
+	memset(l, 0, sizeof *l);
+	l->w = w;
+	fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (addr->ss_family == AF_INET6) {
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+		setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
+	} else {
+		setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+	}
+	if (bind(fd, (const struct sockaddr *)addr, alen) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	r = uv_tcp_init(&w->loop, &l->tcp);
+	if (r == 0)
+		r = uv_tcp_open(&l->tcp, fd);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	l->tcp.data = l;
+	return 0;
+}
+
+static void conn_unref(struct tcp_conn *c)
+{
+	if (--c->refs == 0) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->w->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		stats_add(&c->w->stats.tcp_conns, (uint64_t)-1);
+		c->w->tcp_conns--;
+		tcpframe_deinit(&c->frame);
+		free(c);
+	}
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+	conn_unref(h->data);
+}
+
+static void conn_close(struct tcp_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+	uv_close((uv_handle_t *)&c->idle, on_conn_closed);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+	struct tcp_write *wr = (struct tcp_write *)req;
+	struct tcp_conn *c = wr->c;
+
+	if (status < 0)
+		conn_close(c);
+	free(wr);
+	conn_unref(c);
+}
+
+/* Sends @msg with its length prefix: straight into the socket when it takes it, else
+ * through a queued write with a copy. */
+static void conn_send(struct tcp_conn *c, const uint8_t *msg, size_t len)
+{
+	uint8_t prefix[2];
+	uv_buf_t bufs[2];
+	int r;
+
+	if (c->closing || len > WIRE_MAX_MSG)
+		return;
+	wire_put16(prefix, (uint16_t)len);
+	bufs[0] = uv_buf_init((char *)prefix, 2);
+	bufs[1] = uv_buf_init((char *)msg, (unsigned)len);
+	r = uv_try_write((uv_stream_t *)&c->tcp, bufs, 2);
+	if (r == (int)len + 2)
+		return;
+	if (r < 0 && r != UV_EAGAIN) {
+		conn_close(c);
+		return;
+	}
+	size_t done = r > 0 ? (size_t)r : 0, rest = len + 2 - done;
+	struct tcp_write *wr = malloc(sizeof *wr + rest);
+	if (!wr) {
+		conn_close(c);
+		return;
+	}
+	/* copy what is left of prefix + message */
+	for (size_t i = done; i < len + 2; i++)
+		wr->data[i - done] = i < 2 ? prefix[i] : msg[i - 2];
+	wr->c = c;
+	uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)rest);
+	c->refs++;
+	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
+		c->refs--;
+		free(wr);
+		conn_close(c);
+	}
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct tcp_conn *c = h->data;
+	uint8_t *p;
+	size_t room;
+
+	(void)hint;
+	if (tcpframe_reserve(&c->frame, &p, &room) < 0) {
+		*buf = uv_buf_init(NULL, 0);
+		return;
+	}
+	*buf = uv_buf_init((char *)p, (unsigned)room);
+}
+
+static void set_reading(struct tcp_conn *c, bool on)
+{
+	if (c->closing || c->eof || c->reading == on)
+		return;
+	c->reading = on;
+	if (on)
+		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	else
+		uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+/* Answers or forwards every complete query in the buffer. */
+static void serve_frames(struct tcp_conn *c)
+{
+	struct worker *w = c->w;
+	struct wire_query q;
+	struct serve_result res;
+	const uint8_t *msg;
+	size_t len;
+	int r;
+
+	uint32_t now = worker_now_sec();
+	rcu_read_lock();
+	while (!c->closing && c->pending < TCP_MAX_PENDING &&
+	       (r = tcpframe_next(&c->frame, &msg, &len)) > 0) {
+		if (w->draining)
+			break;
+		serve_query(&w->ctx, msg, len, false, c->v6, now, &q, w->scratch, WIRE_MAX_MSG,
+			    &res);
+		if (res.verdict == SERVE_REPLY && res.len > 0) {
+			conn_send(c, w->scratch, (size_t)res.len);
+			if (res.prefetch)
+				fwd_prefetch(w, &q, &res);
+		} else if (res.verdict == SERVE_FORWARD) {
+			c->pending++;
+			c->refs++;
+			fwd_start(w, &q, &res, NULL, NULL, c);
+		}
+	}
+	rcu_read_unlock();
+	if (tcpframe_broken(&c->frame))
+		conn_close(c);
+	else
+		set_reading(c, c->pending < TCP_MAX_PENDING);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct tcp_conn *c = s->data;
+
+	(void)buf;
+	if (nread < 0) {
+		/* EOF or error: answer what is pending, then close */
+		c->eof = true;
+		c->reading = false;
+		uv_read_stop(s);
+		if (c->pending == 0 || nread != UV_EOF)
+			conn_close(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	tcpframe_commit(&c->frame, (size_t)nread);
+	uv_timer_again(&c->idle);
+	serve_frames(c);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+	struct tcp_conn *c = t->data;
+
+	if (c->pending == 0)
+		conn_close(c);
+}
+
+void tcp_conn_answer(struct tcp_conn *c, const uint8_t *msg, size_t len)
+{
+	conn_send(c, msg, len);
+	tcp_conn_release(c);
+}
+
+static void on_resume(uv_timer_t *t)
+{
+	struct tcp_conn *c = t->data;
+	uint64_t ms = c->w->srv->cfg->tcp_idle_ms;
+
+	uv_timer_start(&c->idle, on_idle, ms, ms);
+	serve_frames(c);
+}
+
+void tcp_conn_release(struct tcp_conn *c)
+{
+	c->pending--;
+	if (!c->closing) {
+		if (c->eof && c->pending == 0)
+			conn_close(c);
+		else if (c->pending == TCP_MAX_PENDING - 1)
+			/* queries may wait in the buffer: serve them on the next loop turn, not
+			 * from inside the forwarder that is answering us now */
+			uv_timer_start(&c->idle, on_resume, 0, 0);
+	}
+	conn_unref(c);
+}
+
+bool tcp_conn_v6(const struct tcp_conn *c)
+{
+	return c->v6;
+}
+
+void tcp_close_all(struct worker *w)
+{
+	for (struct tcp_conn *c = w->conns; c; c = c->next)
+		conn_close(c);
+	for (size_t i = 0; i < w->ntcp; i++)
+		tcp_listener_close(&w->tcp[i]);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct tcp_listener *l = server->data;
+	struct worker *w = l->w;
+	struct tcp_conn *c;
+
+	if (status < 0)
+		return;
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return;
+	uv_tcp_init(&w->loop, &c->tcp);
+	c->tcp.data = c;
+	c->w = w;
+	c->refs = 1;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->tcp_conns++;
+	stats_inc(&w->stats.tcp_conns);
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+		c->closing = true;
+		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+		return;
+	}
+	if (w->tcp_conns > w->srv->cfg->max_tcp_conns || w->draining) {
+		/* over the cap: accept and close at once, rather than leave it in the backlog */
+		stats_inc(&w->stats.overload[STATS_OVERLOAD_TCP]);
+		c->closing = true;
+		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+		return;
+	}
+	struct sockaddr_storage peer;
+	int plen = sizeof peer;
+	c->v6 = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) == 0 &&
+		peer.ss_family == AF_INET6;
+	tcpframe_init(&c->frame);
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->refs = 2;
+	uv_timer_init(&w->loop, &c->idle);
+	c->idle.data = c;
+	uv_timer_start(&c->idle, on_idle, w->srv->cfg->tcp_idle_ms, w->srv->cfg->tcp_idle_ms);
+	set_reading(c, true);
+}
+
+int tcp_listener_start(struct tcp_listener *l)
+{
+	return uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+
+void tcp_listener_close(struct tcp_listener *l)
+{
+	if (!uv_is_closing((uv_handle_t *)&l->tcp))
+		uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+}

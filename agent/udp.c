@@ -1,0 +1,246 @@
+/* UDP serving: one SO_REUSEPORT socket per listen address per worker, read in batches with
+ * recvmmsg and answered in batches with sendmmsg. libuv only reports readiness (uv_poll); the
+ * receive and send slabs belong to the worker, so a cache hit allocates nothing.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <urcu/urcu-memb.h>
+
+#include "agent/log.h"
+#include "agent/worker.h"
+
+#define UDP_BATCH   32
+#define UDP_RX_SLOT 2048 /* larger queries are refused: they need TCP */
+#define UDP_TX_SLOT 1280 /* >= WIRE_EDNS_PAYLOAD: every UDP reply fits */
+#define UDP_ROUNDS  8    /* batches per readiness event, so other sockets get a turn */
+
+struct udp_batch {
+	struct mmsghdr rx[UDP_BATCH];
+	struct iovec rxiov[UDP_BATCH];
+	struct sockaddr_storage from[UDP_BATCH];
+	struct mmsghdr tx[UDP_BATCH];
+	struct iovec txiov[UDP_BATCH];
+	uint8_t zone[UDP_BATCH];
+	uint8_t rxbuf[UDP_BATCH][UDP_RX_SLOT];
+	uint8_t txbuf[UDP_BATCH][UDP_TX_SLOT];
+};
+
+struct udp_batch *udp_batch_new(void)
+{
+	struct udp_batch *b = calloc(1, sizeof *b);
+
+	if (!b)
+		return NULL;
+	for (int i = 0; i < UDP_BATCH; i++) {
+		b->rxiov[i].iov_base = b->rxbuf[i];
+		b->rx[i].msg_hdr.msg_iov = &b->rxiov[i];
+		b->rx[i].msg_hdr.msg_iovlen = 1;
+		b->rx[i].msg_hdr.msg_name = &b->from[i];
+		b->tx[i].msg_hdr.msg_iov = &b->txiov[i];
+		b->tx[i].msg_hdr.msg_iovlen = 1;
+	}
+	return b;
+}
+
+int udp_listener_open(struct worker *w, struct udp_listener *l,
+		      const struct sockaddr_storage *addr)
+{
+	int one = 1, fd, r;
+	socklen_t alen = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						     : sizeof(struct sockaddr_in);
+
+	memset(l, 0, sizeof *l);
+	l->w = w;
+	l->v6 = addr->ss_family == AF_INET6;
+	fd = socket(addr->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	/* Bind even if the address is not (yet) on the interface: netlink puts it back. */
+	if (l->v6) {
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+		setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
+	} else {
+		setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+	}
+	int rcvbuf = 4 << 20;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	if (bind(fd, (const struct sockaddr *)addr, alen) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	l->fd = fd;
+	return 0;
+}
+
+static void on_udp_readable(uv_poll_t *h, int status, int events);
+
+void udp_listener_start(struct udp_listener *l)
+{
+	uv_poll_init(&l->w->loop, &l->poll, l->fd);
+	l->poll.data = l;
+	uv_poll_start(&l->poll, UV_READABLE, on_udp_readable);
+}
+
+static void send_batch(struct udp_listener *l, struct udp_batch *b, int n)
+{
+	int sent = 0;
+
+	while (sent < n) {
+		int r = sendmmsg(l->fd, b->tx + sent, (unsigned)(n - sent), MSG_DONTWAIT);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			/* EAGAIN: the socket buffer is full; skip this one, as a lost datagram */
+			stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
+			sent++;
+			continue;
+		}
+		sent += r;
+	}
+}
+
+void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const uint8_t *msg,
+	      size_t len)
+{
+	socklen_t alen = to->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						   : sizeof(struct sockaddr_in);
+
+	if (sendto(l->fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)to, alen) < 0)
+		stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
+}
+
+/* Serves one batch. Returns the number of datagrams read. */
+static int serve_batch(struct udp_listener *l)
+{
+	struct worker *w = l->w;
+	struct udp_batch *b = w->batch;
+	struct wire_query q;
+	struct serve_result res;
+	int n, m = 0;
+
+	for (int i = 0; i < UDP_BATCH; i++) {
+		b->rxiov[i].iov_len = UDP_RX_SLOT;
+		b->rx[i].msg_hdr.msg_namelen = sizeof b->from[i];
+	}
+	n = recvmmsg(l->fd, b->rx, UDP_BATCH, MSG_DONTWAIT, NULL);
+	if (n <= 0)
+		return 0;
+
+	uint32_t now = worker_now_sec();
+	uint64_t t0 = worker_now_us();
+	rcu_read_lock();
+	for (int i = 0; i < n; i++) {
+		if (b->rx[i].msg_hdr.msg_flags & MSG_TRUNC) {
+			stats_inc(&w->stats.dropped[STATS_DROP_OVERSIZE]);
+			continue;
+		}
+		uint8_t *out = b->txbuf[m];
+		serve_query(&w->ctx, b->rxbuf[i], b->rx[i].msg_len, true, l->v6, now, &q, out,
+			    UDP_TX_SLOT, &res);
+		if (res.verdict == SERVE_REPLY && res.len < 0) {
+			/* a large cached answer: build it in the scratch buffer, then cut it */
+			serve_query(&w->ctx, b->rxbuf[i], b->rx[i].msg_len, true, l->v6, now, &q,
+				    w->scratch, WIRE_MAX_MSG, &res);
+			if (res.verdict == SERVE_REPLY && res.len > 0 && res.len <= UDP_TX_SLOT)
+				memcpy(out, w->scratch, (size_t)res.len);
+			else
+				res.verdict = SERVE_DROP;
+		}
+		if (res.verdict == SERVE_REPLY && res.len > 0) {
+			b->tx[m].msg_hdr.msg_name = &b->from[i];
+			b->tx[m].msg_hdr.msg_namelen = b->rx[i].msg_hdr.msg_namelen;
+			b->txiov[m].iov_base = out;
+			b->txiov[m].iov_len = (size_t)res.len;
+			b->zone[m] = res.zone;
+			m++;
+			if (res.prefetch)
+				fwd_prefetch(w, &q, &res);
+		} else if (res.verdict == SERVE_FORWARD) {
+			fwd_start(w, &q, &res, l, &b->from[i], NULL);
+		}
+	}
+	rcu_read_unlock();
+	if (m) {
+		send_batch(l, b, m);
+		uint64_t us = worker_now_us() - t0;
+		unsigned bucket = stats_bucket_of(us);
+		for (int i = 0; i < m; i++) {
+			stats_inc(&w->stats.duration[b->zone[i]][bucket]);
+			stats_add(&w->stats.duration_sum_us[b->zone[i]], us);
+		}
+	}
+	return n;
+}
+
+static void on_udp_readable(uv_poll_t *h, int status, int events)
+{
+	struct udp_listener *l = h->data;
+
+	(void)events;
+	if (status < 0)
+		return;
+	for (int round = 0; round < UDP_ROUNDS; round++)
+		if (serve_batch(l) < UDP_BATCH)
+			break;
+}
+
+void udp_listener_drain(struct udp_listener *l)
+{
+	/* A connected UDP socket only receives from its peer, and the kernel leaves connected
+	 * sockets out when it picks a socket of the SO_REUSEPORT group for a datagram, so new
+	 * queries go to the other instance on the same address. Connect to the discard port on
+	 * loopback, which is routable in every namespace and never sends DNS queries; what is
+	 * already queued stays readable. */
+	struct sockaddr_storage peer;
+	socklen_t plen;
+
+	memset(&peer, 0, sizeof peer);
+	if (l->v6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&peer;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(9);
+		s6->sin6_addr = in6addr_loopback;
+		plen = sizeof *s6;
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&peer;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(9);
+		s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		plen = sizeof *s4;
+	}
+	if (connect(l->fd, (struct sockaddr *)&peer, plen) < 0)
+		log_warn("udp", "cannot leave the SO_REUSEPORT group: %s", strerror(errno));
+	/* Answer what was queued before the connect. */
+	for (int round = 0; round < 64; round++)
+		if (serve_batch(l) < UDP_BATCH)
+			break;
+}
+
+static void on_udp_closed(uv_handle_t *h)
+{
+	struct udp_listener *l = h->data;
+
+	close(l->fd);
+	l->fd = -1;
+}
+
+void udp_listener_close(struct udp_listener *l)
+{
+	if (l->fd < 0)
+		return;
+	if (uv_is_active((uv_handle_t *)&l->poll) || l->poll.data) {
+		uv_poll_stop(&l->poll);
+		if (!uv_is_closing((uv_handle_t *)&l->poll))
+			uv_close((uv_handle_t *)&l->poll, on_udp_closed);
+	} else {
+		close(l->fd);
+		l->fd = -1;
+	}
+}

@@ -1,0 +1,151 @@
+/* The libuv shell: one worker thread per --threads, each with its own loop, its own
+ * SO_REUSEPORT sockets on every listen address, its own upstream queries and counters. The
+ * threads share only the cache and the mesh table, which they read without locks.
+ *
+ * Internal to agent/: udp.c, tcp.c, forward.c and worker.c include this header.
+ */
+#ifndef MESHDNS_WORKER_H
+#define MESHDNS_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "agent/config.h"
+#include "agent/reply.h"
+#include "agent/serve.h"
+#include "agent/stats.h"
+#include "agent/wire.h"
+
+struct fwd_table;
+struct udp_batch;
+
+/* Servers of one upstream group, in the order they are tried. */
+struct upstream_group {
+	struct sockaddr_storage addr[CONFIG_MAX_SERVERS];
+	size_t n;
+	struct reply_policy policy;
+};
+
+/* What the threads share. Immutable once the workers run, except through the cache and
+ * mesh table's own rules. */
+struct server {
+	const struct config *cfg;
+	struct cache *cache;
+	struct meshtab *mesh;
+	uint8_t cluster_domain[WIRE_MAX_NAME];
+	size_t cluster_domain_len;
+	const uint8_t *deny[2];   /* names the general upstream may not speak for */
+	uint8_t deny_len[2];
+	struct upstream_group groups[STATS_GROUPS];
+	struct worker **workers;
+	unsigned nworkers;
+};
+
+struct udp_listener {
+	uv_poll_t poll;
+	int fd;
+	bool v6;
+	struct worker *w;
+};
+
+struct tcp_listener {
+	uv_tcp_t tcp;
+	struct worker *w;
+};
+
+struct worker {
+	struct stats stats; /* first: 64-byte aligned, written only by this thread */
+	struct server *srv;
+	unsigned index;
+	uv_loop_t loop;
+	uv_thread_t thread;
+	uv_async_t stop_async;
+	uv_timer_t tick;
+	struct serve_ctx ctx;
+	struct udp_listener *udp;
+	size_t nudp;
+	struct tcp_listener *tcp;
+	size_t ntcp;
+	struct fwd_table *fwd;
+	struct udp_batch *batch;
+	uint8_t *scratch;   /* WIRE_MAX_MSG + 2: building replies */
+	uint8_t *rxbuf;     /* WIRE_MAX_MSG: upstream UDP replies */
+	uint8_t *canon;     /* WIRE_MAX_MSG: canonical replies */
+	struct wire_reply *reply;    /* the upstream reply being checked */
+	struct reply_canon *rcanon;  /* its canonical form's description */
+	unsigned tcp_conns;
+	struct tcp_conn *conns; /* every open client connection */
+	uint8_t rand_buf[256];
+	unsigned rand_pos;
+	bool draining;      /* SIGTERM: no new queries, finish what we hold */
+	bool stopped;
+	bool started;
+	uint64_t drain_start_ms;
+	uint64_t drain_limit_ms;
+};
+
+/* Creates worker @index with its sockets bound (so that start-up errors surface before any
+ * thread runs). Returns 0 or a negative errno, logged with the address. */
+int worker_new(struct server *srv, unsigned index, struct worker **out);
+
+/* Runs the worker's loop on a new thread. */
+int worker_start(struct worker *w);
+
+/* Asks the worker to stop reading, answer what it holds and end its loop. Any thread. */
+void worker_stop(struct worker *w);
+
+/* Waits for the thread to end and frees the worker. */
+void worker_join_free(struct worker *w);
+
+/* Monotonic time in seconds and microseconds (CLOCK_MONOTONIC_COARSE / CLOCK_MONOTONIC). */
+uint32_t worker_now_sec(void);
+uint64_t worker_now_us(void);
+
+/* Two random bytes from getrandom (buffered per worker). */
+uint16_t worker_random16(struct worker *w);
+
+/* UDP: bind a listener socket; poll it on the worker's loop. */
+int udp_listener_open(struct worker *w, struct udp_listener *l,
+		      const struct sockaddr_storage *addr);
+void udp_listener_start(struct udp_listener *l);
+/* Stops reading: the socket leaves the SO_REUSEPORT group for new datagrams, so another
+ * instance on the same address gets them, and whatever is queued is still answered. */
+void udp_listener_drain(struct udp_listener *l);
+void udp_listener_close(struct udp_listener *l);
+/* Sends one reply from the listener's socket. */
+void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const uint8_t *msg,
+	      size_t len);
+struct udp_batch *udp_batch_new(void);
+
+/* TCP: the listener and its connections. */
+struct tcp_conn;
+int tcp_listener_open(struct worker *w, struct tcp_listener *l,
+		      const struct sockaddr_storage *addr);
+int tcp_listener_start(struct tcp_listener *l);
+void tcp_listener_close(struct tcp_listener *l);
+/* Sends a reply to a forwarded query on @c and drops the query's hold on it. */
+void tcp_conn_answer(struct tcp_conn *c, const uint8_t *msg, size_t len);
+/* Drops a forwarded query's hold on @c without an answer. */
+void tcp_conn_release(struct tcp_conn *c);
+bool tcp_conn_v6(const struct tcp_conn *c);
+/* Closes every client connection (shutdown). */
+void tcp_close_all(struct worker *w);
+
+/* Forwarding. */
+int fwd_table_new(struct worker *w);
+void fwd_table_free(struct worker *w);
+/* Sends @q (parsed, key @res->key, group @res->group) upstream, or joins an identical query
+ * in flight; the client is @udp/@from, or @tcp. */
+void fwd_start(struct worker *w, const struct wire_query *q, const struct serve_result *res,
+	       struct udp_listener *udp, const struct sockaddr_storage *from,
+	       struct tcp_conn *tcp);
+/* Refreshes a cache entry in the background (no client waits). */
+void fwd_prefetch(struct worker *w, const struct wire_query *q, const struct serve_result *res);
+/* Ends every upstream query now: waiting clients get a stale answer or SERVFAIL. */
+void fwd_abort_all(struct worker *w);
+/* Number of upstream queries in flight. */
+unsigned fwd_inflight(const struct worker *w);
+
+#endif
