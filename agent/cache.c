@@ -356,9 +356,8 @@ int cache_insert(struct cache *c, const struct wire_query *q, uint64_t key, cons
 	}
 
 	pthread_mutex_lock(&c->lock);
-	evict(c, cost, SIZE_MAX, now);
 	t = atomic_load(&c->table);
-	/* Replace an entry with the same key in place. */
+	/* Replace an entry with the same key. */
 	for (size_t i = (size_t)key & t->mask;; i = (i + 1) & t->mask) {
 		struct cache_entry *s = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
 		if (!s)
@@ -368,22 +367,23 @@ int cache_insert(struct cache *c, const struct wire_query *q, uint64_t key, cons
 			break;
 		}
 	}
-	/* Keep at least a quarter of the slots empty so that probes end quickly. */
+	/* Keep at least a quarter of the slots empty so that probes end quickly: grow the
+	 * table while it fits in half the budget, else rebuild it in place. */
 	if ((t->used + 1) * 4 > (t->mask + 1) * 3) {
 		size_t slots = t->mask + 1;
-		if ((c->live + 1) * 2 > slots)
+		if ((c->live + 1) * 2 > slots && table_cost(slots * 2) <= c->max_bytes / 2)
 			slots *= 2;
-		if (table_cost(slots) > c->max_bytes / 2 || table_rebuild(c, slots) < 0) {
-			/* no room for a bigger table: make room in this one */
-			evict(c, cost, (t->mask + 1) / 2, now);
-			if (table_rebuild(c, t->mask + 1) < 0) {
-				free(e);
-				r = -ENOMEM;
-				goto out;
-			}
+		else if ((c->live + 1) * 2 > slots)
+			evict(c, 0, slots / 2 - 1, now);
+		if (table_rebuild(c, slots) < 0) {
+			free(e);
+			r = -ENOMEM;
+			goto out;
 		}
 		t = atomic_load(&c->table);
 	}
+	/* The bytes bound counts the table too, so evict after any growth. */
+	evict(c, cost, SIZE_MAX, now);
 	table_place(t, e, key);
 	c->live++;
 	atomic_fetch_add(&c->bytes, cost);
