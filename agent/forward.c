@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <string.h>
 #include <unistd.h>
 #include <urcu/urcu-memb.h>
@@ -34,10 +35,13 @@ struct fwd_waiter {
 	uint8_t raw[WIRE_HDR_LEN + WIRE_MAX_NAME + 4];
 };
 
+/* A UDP attempt. Its socket sits in the worker's private epoll set (fwd_table.epfd), not in
+ * libuv's: one epoll_ctl to add it, none to remove it (close does), and one epoll_wait
+ * reports every upstream reply that is ready. */
 struct fwd_udp {
-	uv_poll_t poll;
 	int fd;
 	struct fwd *f;
+	struct fwd_udp *next_free;
 };
 
 struct fwd_tcp {
@@ -77,21 +81,49 @@ struct fwd {
 	uint8_t raw[WIRE_HDR_LEN + WIRE_MAX_NAME + 4];
 };
 
+#define FWD_EVENTS 64
+
 struct fwd_table {
 	struct fwd *bucket[FWD_BUCKETS];
 	unsigned inflight;
+	int epfd;                   /* upstream UDP sockets */
+	uv_poll_t epoll;            /* readiness of epfd on the worker's loop */
+	bool in_batch;              /* attempts closed now are freed after the batch */
+	struct fwd_udp *closed;     /* attempts to free after the batch */
 };
+
+static void on_upstream_ready(uv_poll_t *h, int status, int events);
 
 int fwd_table_new(struct worker *w)
 {
-	w->fwd = calloc(1, sizeof *w->fwd);
-	return w->fwd ? 0 : -ENOMEM;
+	struct fwd_table *t = calloc(1, sizeof *t);
+
+	if (!t)
+		return -ENOMEM;
+	t->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (t->epfd < 0) {
+		free(t);
+		return -errno;
+	}
+	uv_poll_init(&w->loop, &t->epoll, t->epfd);
+	t->epoll.data = w;
+	uv_poll_start(&t->epoll, UV_READABLE, on_upstream_ready);
+	w->fwd = t;
+	return 0;
 }
 
-void fwd_table_free(struct worker *w)
+static void on_epoll_closed(uv_handle_t *h)
 {
+	struct worker *w = h->data;
+
+	close(w->fwd->epfd);
 	free(w->fwd);
 	w->fwd = NULL;
+}
+
+void fwd_table_close(struct worker *w)
+{
+	uv_close((uv_handle_t *)&w->fwd->epoll, on_epoll_closed);
 }
 
 unsigned fwd_inflight(const struct worker *w)
@@ -152,12 +184,10 @@ static void on_timer_closed(uv_handle_t *h)
 
 /* ---- attempts ---------------------------------------------------------------------------- */
 
-static void on_udp_closed(uv_handle_t *h)
+static void udp_attempt_free(struct fwd_udp *u)
 {
-	struct fwd_udp *u = h->data;
 	struct fwd *f = u->f;
 
-	close(u->fd);
 	free(u);
 	fwd_unref(f);
 }
@@ -165,12 +195,20 @@ static void on_udp_closed(uv_handle_t *h)
 static void udp_attempt_close(struct fwd *f)
 {
 	struct fwd_udp *u = f->udp;
+	struct fwd_table *t = f->w->fwd;
 
 	if (!u)
 		return;
 	f->udp = NULL;
-	uv_poll_stop(&u->poll);
-	uv_close((uv_handle_t *)&u->poll, on_udp_closed);
+	close(u->fd); /* leaves the epoll set with it */
+	u->fd = -1;
+	if (t->in_batch) {
+		/* the current epoll batch may still name it */
+		u->next_free = t->closed;
+		t->closed = u;
+	} else {
+		udp_attempt_free(u);
+	}
 }
 
 static void on_tcp_closed(uv_handle_t *h)
@@ -223,7 +261,6 @@ static const struct sockaddr_storage *current_server(const struct fwd *f)
 
 static void next_server(struct fwd *f);
 static void fwd_finish(struct fwd *f, const uint8_t *pkt, const struct wire_reply *r);
-static void on_udp_readable(uv_poll_t *h, int status, int events);
 static void tcp_attempt_start(struct fwd *f);
 
 static void on_timeout(uv_timer_t *t);
@@ -263,9 +300,12 @@ static void udp_attempt_start(struct fwd *f)
 	}
 	u->fd = fd;
 	u->f = f;
-	uv_poll_init(&w->loop, &u->poll, fd);
-	u->poll.data = u;
-	uv_poll_start(&u->poll, UV_READABLE, on_udp_readable);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = u };
+	if (epoll_ctl(w->fwd->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		free(u);
+		goto neterr;
+	}
 	f->udp = u;
 	f->refs++;
 	f->sent_us = worker_now_us();
@@ -335,17 +375,14 @@ static void handle_reply(struct fwd *f, const uint8_t *pkt, struct wire_reply *r
 	}
 }
 
-static void on_udp_readable(uv_poll_t *h, int status, int events)
+/* Reads what the upstream sent to attempt @u. */
+static void udp_attempt_read(struct fwd_udp *u)
 {
-	struct fwd_udp *u = h->data;
 	struct fwd *f = u->f;
 	uint8_t *buf = f->w->rxbuf;
 	struct wire_reply *r = f->w->reply;
 
-	(void)events;
-	if (status < 0 || f->udp != u)
-		return;
-	for (int i = 0; i < FWD_UDP_READS; i++) {
+	for (int i = 0; i < FWD_UDP_READS && f->udp == u; i++) {
 		ssize_t n = recv(u->fd, buf, WIRE_MAX_MSG, MSG_DONTWAIT | MSG_TRUNC);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
@@ -362,6 +399,33 @@ static void on_udp_readable(uv_poll_t *h, int status, int events)
 			return;
 		}
 	}
+}
+
+static void on_upstream_ready(uv_poll_t *h, int status, int events)
+{
+	struct worker *w = h->data;
+	struct fwd_table *t = w->fwd;
+	struct epoll_event ev[FWD_EVENTS];
+	int n;
+
+	(void)events;
+	if (status < 0)
+		return;
+	t->in_batch = true;
+	udp_queue_begin(w);
+	n = epoll_wait(t->epfd, ev, FWD_EVENTS, 0);
+	for (int i = 0; i < n; i++) {
+		struct fwd_udp *u = ev[i].data.ptr;
+		if (u->fd >= 0)
+			udp_attempt_read(u);
+	}
+	t->in_batch = false;
+	while (t->closed) {
+		struct fwd_udp *u = t->closed;
+		t->closed = u->next_free;
+		udp_attempt_free(u);
+	}
+	udp_flush(w);
 }
 
 static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);

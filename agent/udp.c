@@ -27,6 +27,16 @@ struct udp_batch {
 	uint8_t zone[UDP_BATCH];
 	uint8_t rxbuf[UDP_BATCH][UDP_RX_SLOT];
 	uint8_t txbuf[UDP_BATCH][UDP_TX_SLOT];
+
+	/* Forwarded answers queued while upstream replies are handled, sent in one sendmmsg
+	 * per listener by udp_flush. */
+	bool queueing;
+	unsigned nq;
+	struct udp_listener *ql[UDP_BATCH];
+	struct sockaddr_storage qto[UDP_BATCH];
+	struct mmsghdr qmsg[UDP_BATCH];
+	struct iovec qiov[UDP_BATCH];
+	uint8_t qbuf[UDP_BATCH][UDP_TX_SLOT];
 };
 
 struct udp_batch *udp_batch_new(void)
@@ -106,13 +116,69 @@ static void send_batch(struct udp_listener *l, struct udp_batch *b, int n)
 	}
 }
 
+static socklen_t addr_len(const struct sockaddr_storage *a)
+{
+	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+void udp_queue_begin(struct worker *w)
+{
+	w->batch->queueing = true;
+}
+
+void udp_flush(struct worker *w)
+{
+	struct udp_batch *b = w->batch;
+	unsigned done = 0;
+
+	b->queueing = false;
+	/* one sendmmsg per listener, in queue order */
+	while (done < b->nq) {
+		struct udp_listener *l = b->ql[done];
+		unsigned m = 0;
+		for (unsigned i = done; i < b->nq && b->ql[i] == l; i++) {
+			b->qmsg[m].msg_hdr.msg_name = &b->qto[i];
+			b->qmsg[m].msg_hdr.msg_namelen = addr_len(&b->qto[i]);
+			b->qmsg[m].msg_hdr.msg_iov = &b->qiov[i];
+			b->qmsg[m].msg_hdr.msg_iovlen = 1;
+			m++;
+		}
+		unsigned sent = 0;
+		while (sent < m) {
+			int r = sendmmsg(l->fd, b->qmsg + sent, m - sent, MSG_DONTWAIT);
+			if (r <= 0) {
+				if (r < 0 && errno == EINTR)
+					continue;
+				stats_inc(&w->stats.dropped[STATS_DROP_SEND]);
+				sent++;
+				continue;
+			}
+			sent += (unsigned)r;
+		}
+		done += m;
+	}
+	b->nq = 0;
+}
+
 void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const uint8_t *msg,
 	      size_t len)
 {
-	socklen_t alen = to->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						   : sizeof(struct sockaddr_in);
+	struct udp_batch *b = l->w->batch;
 
-	if (sendto(l->fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)to, alen) < 0)
+	if (b->queueing && len <= UDP_TX_SLOT) {
+		if (b->nq == UDP_BATCH) {
+			udp_flush(l->w);
+			b->queueing = true;
+		}
+		unsigned i = b->nq++;
+		b->ql[i] = l;
+		b->qto[i] = *to;
+		memcpy(b->qbuf[i], msg, len);
+		b->qiov[i].iov_base = b->qbuf[i];
+		b->qiov[i].iov_len = len;
+		return;
+	}
+	if (sendto(l->fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)to, addr_len(to)) < 0)
 		stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
 }
 

@@ -74,6 +74,7 @@ static void close_all(struct worker *w)
 	for (size_t i = 0; i < w->nudp; i++)
 		udp_listener_close(&w->udp[i]);
 	tcp_close_all(w);
+	fwd_table_close(w);
 	uv_close((uv_handle_t *)&w->stop_async, on_closed_noop);
 	uv_close((uv_handle_t *)&w->tick, on_closed_noop);
 }
@@ -182,6 +183,8 @@ fail:
 		udp_listener_close(&w->udp[i]);
 	for (size_t i = 0; i < w->ntcp; i++)
 		tcp_listener_close(&w->tcp[i]);
+	if (w->fwd)
+		fwd_table_close(w);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	worker_join_free(w);
 	return r;
@@ -220,7 +223,6 @@ void worker_join_free(struct worker *w)
 	if (uv_loop_close(&w->loop) == UV_EBUSY) {
 		log_warn("main", "worker %u: handles left open at exit", w->index);
 	}
-	fwd_table_free(w);
 	free(w->scratch);
 	free(w->rxbuf);
 	free(w->canon);

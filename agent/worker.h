@@ -114,9 +114,12 @@ void udp_listener_start(struct udp_listener *l);
  * instance on the same address gets them, and whatever is queued is still answered. */
 void udp_listener_drain(struct udp_listener *l);
 void udp_listener_close(struct udp_listener *l);
-/* Sends one reply from the listener's socket. */
+/* Sends one reply from the listener's socket, or queues it between udp_queue_begin and
+ * udp_flush (which sends the queue with one sendmmsg per listener). */
 void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const uint8_t *msg,
 	      size_t len);
+void udp_queue_begin(struct worker *w);
+void udp_flush(struct worker *w);
 struct udp_batch *udp_batch_new(void);
 
 /* TCP: the listener and its connections. */
@@ -135,7 +138,8 @@ void tcp_close_all(struct worker *w);
 
 /* Forwarding. */
 int fwd_table_new(struct worker *w);
-void fwd_table_free(struct worker *w);
+/* Closes the table's handle; the table is freed in its close callback. */
+void fwd_table_close(struct worker *w);
 /* Sends @q (parsed, key @res->key, group @res->group) upstream, or joins an identical query
  * in flight; the client is @udp/@from, or @tcp. */
 void fwd_start(struct worker *w, const struct wire_query *q, const struct serve_result *res,
