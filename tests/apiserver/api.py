@@ -6,6 +6,7 @@ import json
 import re
 import ssl
 import time
+import traceback
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -150,6 +151,15 @@ class App:
         except (OSError, ssl.SSLError):
             how = "client-gone"
             h.close_connection = True
+        except Exception:  # a bug here: say so, answer 500 if nothing was sent yet
+            traceback.print_exc()
+            how = "server-error"
+            h.close_connection = True
+            if entry["status"] is None:
+                try:
+                    self.send_error(h, entry, HttpError(500, "Internal error occurred: fake apiserver bug"))
+                except (OSError, ssl.SSLError):
+                    pass
         finally:
             self.log.finish(entry, how)
             if self.verbose:
@@ -304,13 +314,12 @@ class App:
             return "stall-closed"
         entry["stalled"] = False
         if kind == "watch" and f.send_headers:
-            return watch.stream(self, h, entry, *self.watch_route(route), query, headers_sent=True)
+            try:
+                return watch.serve(self, h, entry, route[2], route[3], query, headers_sent=True)
+            except StoreError as e:
+                return watch.serve_error_event(self, h, entry, status_obj(e.code, e.message, e.reason),
+                                               headers_sent=True)
         return self.route(h, entry, kind, route, query)
-
-    @staticmethod
-    def watch_route(route):
-        _, _, version, ns, _, _ = route
-        return version, ns
 
     # ---- discovery -----------------------------------------------------------------------
 

@@ -70,9 +70,9 @@ class Control:
         with open(os.path.join(state_dir, "ready.json"), encoding="utf-8") as f:
             return cls(json.load(f)["control_url"])
 
-    def call(self, name, **args):
+    def call(self, call_name, /, **args):
         data = json.dumps(args).encode()
-        req = urllib.request.Request(self.url + "/" + name, data=data, method="POST",
+        req = urllib.request.Request(self.url + "/" + call_name, data=data, method="POST",
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:

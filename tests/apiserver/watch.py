@@ -82,9 +82,10 @@ def send_headers(app, h, entry):
     h.is_watch = True
 
 
-def serve_error_event(app, h, entry, status):
+def serve_error_event(app, h, entry, status, headers_sent=False):
     """200, one ERROR event carrying @p status, clean end (what the watch cache does)."""
-    send_headers(app, h, entry)
+    if not headers_sent:
+        send_headers(app, h, entry)
     w = ChunkWriter(h, entry, app.config)
     w.write([error_bytes(status)])
     w.end()
