@@ -675,18 +675,33 @@ class WatchTest(Base):
         w = self.watch("resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=20" % rv)
         self.assertEqual(w.events(1)[0]["type"], "BOOKMARK")
         self.c.stall_watches(True)
-        time.sleep(0.3)
         w.s.settimeout(0.3)
-        with self.assertRaises(TimeoutError):  # take in whatever was sent before the stall
-            for _ in range(1000):
+        t0 = time.monotonic()
+        with self.assertRaises(TimeoutError):  # take in what was sent before the stall; must dry up
+            while time.monotonic() - t0 < 1.5:
                 w._fill()
         self.c.apply(service_entry("s", self.ns))
         w.s.settimeout(1.0)
         with self.assertRaises(TimeoutError):  # then: not one byte, not even a bookmark
             w._fill()
         self.c.stall_watches(False)
-        evs = w.events(1, timeout=5)
-        self.assertIn(evs[0]["type"], ("ADDED", "BOOKMARK"))
+        evs = w.events(30, timeout=5)
+        added = [e for e in evs if e["type"] == "ADDED"]
+        self.assertEqual(added[0]["object"]["metadata"]["name"], "s")
+        self.assertFalse(w.ended)
+
+    def test_watcher_left_behind_by_compaction_gets_410_event(self):
+        rv = self.c.state()["resourceVersion"]
+        w = self.watch("resourceVersion=%s&timeoutSeconds=20" % rv)
+        time.sleep(0.2)
+        self.c.stall_watches(True)
+        self.c.apply(service_entry("gone", self.ns))
+        self.c.compact()
+        self.c.stall_watches(False)
+        evs = w.all_events()
+        self.assertEqual([e["type"] for e in evs], ["ERROR"])
+        self.assert_status(evs[0]["object"], 410, "Expired")
+        self.assertTrue(w.ended)
 
     def test_close_all_watches(self):
         rv = self.c.state()["resourceVersion"]
