@@ -128,6 +128,7 @@ class App:
         self.stall_gen = 0           # release_stalls() bumps it
         self.close_gen = 0           # close_watches() bumps it
         self.close_mode = "fin"
+        self.reset_connections = False  # down(mode="reset"): accept, log, RST before TLS
         self.listener = None
         self.verbose = verbose
 

@@ -58,6 +58,26 @@ def service_entry(name, namespace="default", hosts=None, addresses=None, ports=N
     return obj
 
 
+def request_gaps(entries):
+    """Seconds between consecutive log entries (by start time), e.g. to check a backoff."""
+    times = sorted(e["time"] for e in entries)
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def request_rate(entries, start, end):
+    """Requests per second among @p entries that started in [@p start, @p end) (epoch s)."""
+    n = sum(1 for e in entries if start <= e["time"] < end)
+    return n / (end - start) if end > start else 0.0
+
+
+def backoff_envelope(attempt, initial=0.8, factor=2.0, cap=30.0, jitter=1.0):
+    """(low, high) bounds of client-go's reflector delay before retry number @p attempt
+    (0-based): d = min(initial * factor**attempt, cap), delay in [d, d * (1 + jitter)).
+    Clients with "full jitter" draw from [0, d) instead: compare their gaps with high only."""
+    d = min(initial * factor ** attempt, cap)
+    return d, d * (1.0 + jitter)
+
+
 class Control:
     """One method per control call (see README.md). @p url is http://127.0.0.1:<control port>."""
 
@@ -152,8 +172,10 @@ class Control:
     def close_watches(self, mode="fin"):
         return self.call("close_watches", mode=mode)
 
-    def down(self):
-        return self.call("down")
+    def down(self, mode="refuse"):
+        """"refuse": stop listening (ECONNREFUSED). "reset": accept, log (kind "connect") and
+        reset every connection before TLS, so reconnect attempts show in the log."""
+        return self.call("down", mode=mode)
 
     def up(self):
         return self.call("up")

@@ -104,6 +104,7 @@ class Controller:
         out.update({"listening": self.listener.listening, "port": self.listener.port,
                     "connections": conns, "watches": watches, "versions": self.app.versions,
                     "group_present": self.app.group_present, "stall_watches": self.app.stall_watches,
+                    "reset_connections": self.app.reset_connections,
                     "faults": self.app.faults.describe(), "token_hashes": self.app.tokens.hashes(),
                     "config": self.app.config.snapshot()})
         return out
@@ -167,11 +168,23 @@ class Controller:
         self.app.store.notify()
         return {"closed": watches, "mode": mode}
 
-    def down(self):
-        n = self.listener.stop()
-        return {"listening": False, "dropped_connections": n, "port": self.listener.port}
+    def down(self, mode="refuse"):
+        """Server down. "refuse": stop listening (clients get ECONNREFUSED; nothing can be
+        logged). "reset": keep the port, reset every new connection before TLS and log it as
+        kind "connect" (so tests can measure reconnect rates). Open connections are dropped."""
+        if mode not in ("refuse", "reset"):
+            raise ValueError("mode must be refuse or reset")
+        if mode == "refuse":
+            n = self.listener.stop()
+        else:
+            self.app.reset_connections = True
+            n = self.listener.registry.kill_all()
+            self.app.store.notify()
+        return {"listening": mode == "reset", "mode": mode, "dropped_connections": n,
+                "port": self.listener.port}
 
     def up(self):
+        self.app.reset_connections = False
         port = self.listener.start()
         return {"listening": True, "port": port}
 
@@ -213,6 +226,7 @@ class Controller:
         self.app.versions = list(self.app.default_versions)
         self.app.tokens.set(self.initial_tokens)
         self.app.store.expire_snapshots()
+        self.app.reset_connections = False
         if not self.listener.listening:
             self.listener.start()
         self.app.store.notify()

@@ -134,6 +134,22 @@ class TLSServer(ThreadingHTTPServer):
         return self.ctx_getter().wrap_socket(sock, server_side=True,
                                              do_handshake_on_connect=False), addr
 
+    def verify_request(self, request, client_address):
+        """In "reset" down mode every connection is logged and reset before TLS."""
+        app = self.RequestHandlerClass.app
+        if not app.reset_connections:
+            return True
+        e = app.log.start(method=None, path=None, query={}, token_hash=None, kind="connect",
+                          watch=False, peer="%s:%s" % client_address[:2], user_agent=None)
+        e["status"] = 0
+        app.log.finish(e, "reset")
+        try:
+            request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.rst.add(id(request))
+        return False
+
     def shutdown_request(self, request):
         if id(request) in self.rst:
             self.rst.discard(id(request))

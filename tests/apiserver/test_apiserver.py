@@ -24,7 +24,8 @@ from urllib.parse import quote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from control import ApiServerProcess, ControlError, service_entry, token_hash  # noqa: E402
+from control import (ApiServerProcess, ControlError, request_gaps, service_entry,  # noqa: E402
+                     token_hash)
 
 G = "/apis/networking.istio.io"
 SRV = None
@@ -747,6 +748,17 @@ class WatchTest(Base):
         with self.assertRaises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
         self.assertEqual(self.c.up()["port"], port)
+        self.assertEqual(self.get(G)[0], 200)
+        # "reset" mode: connections are accepted, logged and reset, so rates can be measured.
+        self.c.down(mode="reset")
+        self.c.clear_log()
+        for _ in range(3):
+            with self.assertRaises((ConnectionError, ssl.SSLError)):
+                self.get(G)
+        log = self.c.log()
+        self.assertEqual([e["kind"] for e in log], ["connect"] * 3)
+        self.assertEqual(len(request_gaps(log)), 2)
+        self.c.up()
         self.assertEqual(self.get(G)[0], 200)
 
     def test_request_log_records_what_clients_sent(self):

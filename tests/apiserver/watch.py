@@ -13,7 +13,7 @@ import api
 from store import GROUP, KIND, dumps
 
 INITIAL_BATCH = 1000  # synthetic ADDED events are written this many at a time
-WAIT_STEP = 0.1       # longest single wait; every loop re-checks kills, closes and stalls
+WAIT_STEP = 0.25      # longest single wait; every loop re-checks kills, closes and stalls
 
 
 def event_bytes(etype, obj):
