@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import tlsgen
 from api import sort_versions
 from faults import DEFAULT_CONFIG
-from store import GROUP, StoreError
+from store import StoreError
 
 MAX_BODY = 512 * 1024 * 1024
 
@@ -298,5 +298,3 @@ def start(controller, port=0):
                      name="control", daemon=True).start()
     return srv, srv.server_address[1]
 
-
-__all__ = ["Controller", "start", "CALLS", "GROUP"]
