@@ -476,7 +476,8 @@ int meshtab_publish(struct meshtab *t)
 	t->stage.generation = nv->generation;
 	b->view = old;
 	b->n = t->st.nretired;
-	memcpy(b->nodes, t->st.retired, b->n * sizeof(void *));
+	if (b->n)
+		memcpy(b->nodes, t->st.retired, b->n * sizeof(void *));
 	rcu_assign_pointer(t->view, nv);
 	urcu_memb_call_rcu(&b->rcu, free_batch);
 

@@ -18,7 +18,7 @@
 
 #define LOG_LINES_PER_FLUSH 10
 
-#define ENTRY_INTERNAL 0x01 /* location MESH_INTERNAL */
+#define ENTRY_INTERNAL	0x01 /* location MESH_INTERNAL */
 #define ENTRY_AUTOALLOC 0x02 /* may use status.addresses (resolution, opt-out label) */
 
 struct hnode {
@@ -189,7 +189,11 @@ static void count_rejects(struct sestore *s, const struct se_obj *o)
 		return;
 	if (s->log_budget > 0) {
 		s->log_budget--;
-		log_warn("mesh", "ServiceEntry %s/%s: skipped %s", o->ns, o->name, o->reject_note);
+		if (o->bad)
+			log_warn("mesh", "ServiceEntry skipped: %s", o->reject_note);
+		else
+			log_warn("mesh", "ServiceEntry %s/%s: skipped %s", o->ns, o->name,
+				 o->reject_note);
 	} else {
 		s->log_suppressed++;
 	}
@@ -293,8 +297,7 @@ static bool kube_dns_name(const struct sestore *s, const char *host)
 	const char *n = host[0] == '*' ? host + 2 : host;
 	size_t len = strlen(n);
 
-	return under(n, len, s->domain, s->domain_len) ||
-	       under(n, len, "clusterset.local", 16);
+	return under(n, len, s->domain, s->domain_len) || under(n, len, "clusterset.local", 16);
 }
 
 /* Addresses entry @e gives host number @i: spec.addresses, else (with --use-auto-allocated)
@@ -358,12 +361,13 @@ static struct se_entry *entry_build(struct sestore *s, const struct se_obj *o, u
 	e->uid_hash = wire_hash(o->uid, strlen(o->uid));
 	e->rv_hash = wire_hash(o->rv, strlen(o->rv));
 	e->created = o->created;
-	e->flags = (o->mesh_internal ? ENTRY_INTERNAL : 0) |
-		   (o->resolution != SE_RESOLUTION_NONE && !o->autoalloc_optout ? ENTRY_AUTOALLOC
-										 : 0);
+	e->flags =
+		(o->mesh_internal ? ENTRY_INTERNAL : 0) |
+		(o->resolution != SE_RESOLUTION_NONE && !o->autoalloc_optout ? ENTRY_AUTOALLOC : 0);
 	e->hosts = (struct shost **)(void *)((char *)e + off);
-	e->addrs = (struct se_addr *)(void *)(e->hosts + nh);
-	e->status = (struct se_status_addr *)(void *)(e->addrs + o->naddrs);
+	/* pointers, then status addresses (2-byte aligned), then addresses (bytes) */
+	e->status = (struct se_status_addr *)(void *)(e->hosts + nh);
+	e->addrs = (struct se_addr *)(void *)(e->status + ns);
 	e->nhosts = 0; /* hosts are linked by entry_link */
 	e->naddrs = o->naddrs;
 	memcpy(e->addrs, o->addrs, o->naddrs * sizeof(struct se_addr));
@@ -407,7 +411,8 @@ static void entry_remove(struct sestore *s, struct se_entry *e)
 	for (unsigned i = 0; i < e->nhosts; i++) {
 		contrib_remove(e->hosts[i], e);
 		if (mark_dirty(s, e->hosts[i]) < 0)
-			log_error("mesh", "out of memory: host %s may stay stale", e->hosts[i]->name);
+			log_error("mesh", "out of memory: host %s may stay stale",
+				  e->hosts[i]->name);
 	}
 	htab_remove(&s->entries, &e->node);
 	free(e);

@@ -35,7 +35,7 @@ struct meshtab;
 
 struct sestore_opts {
 	const char *cluster_domain; /* --cluster-domain, "cluster.local" when NULL */
-	bool auto_zones;            /* learn zones (false with --no-auto-zones) */
+	bool auto_zones;	    /* learn zones (false with --no-auto-zones) */
 	bool use_auto_allocated;    /* --use-auto-allocated: status.addresses when no spec ones */
 };
 
@@ -76,9 +76,9 @@ bool sestore_pending(const struct sestore *s);
 
 /* Counters for /metrics. */
 struct sestore_stats {
-	size_t entries;    /* meshdns_serviceentries: entries that count (not ignored) */
-	size_t hosts;      /* meshdns_mesh_hosts: hosts staged in the table (exact + wildcard) */
-	uint64_t relists;  /* meshdns_relists_total: replacements committed */
+	size_t entries;	  /* meshdns_serviceentries: entries that count (not ignored) */
+	size_t hosts;	  /* meshdns_mesh_hosts: hosts staged in the table (exact + wildcard) */
+	uint64_t relists; /* meshdns_relists_total: replacements committed */
 	uint64_t rejected[SE_REJECT_COUNT]; /* meshdns_rejected_total{reason} */
 };
 void sestore_get_stats(const struct sestore *s, struct sestore_stats *st);
