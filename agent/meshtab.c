@@ -9,16 +9,20 @@
  *  - wilds: wildcard suffixes S of "*.S", keyed by the suffix hash (below), same payload.
  *  - zones: given and learned zones, keyed by the suffix hash; refs counts the hosts that
  *    taught a learned zone, MT_GIVEN marks --zone.
- * The suffix hash is FNV-1a over the wire bytes of a name taken from its end, so one pass
- * from the last byte of the query yields the hash of every suffix; the last label's hash
- * comes first and is checked against a 1024-bit Bloom filter of the zones' last labels, so a
- * query in no zone (almost every query) costs about as many multiplications as its last
- * label has bytes. Suffixes are only probed at depths where a zone or wildcard exists.
+ * The suffix hash is FNV-1a over the wire bytes of a name taken from its end, so hashing
+ * from the last byte of the query yields the hash of each suffix in turn; it is computed
+ * lazily, only as deep as a probe needs. The last label's hash comes first and is checked
+ * against a 1024-bit Bloom filter of the zones' last labels, so a query in no zone (almost
+ * every query) costs about as many multiplications as its last label has bytes. Zones and
+ * wildcards are only probed at depths (label counts) where one exists; an exact host needs
+ * no suffix hash beyond the last label (its key is q->name_hash).
  *
  * Record cost: 24-byte header + wire name + 16 bytes per IPv4 + 28 per IPv6, rounded up to
  * 8; a bucket adds 8 bytes and its malloc overhead, a bucket slot 8 bytes. A host like
- * "svc-123.ns-45.cluster-2" with one IPv4 takes 72 bytes of record, about 100 bytes in
- * all (see bench/meshtab_bench.c for a measurement).
+ * "svc-123.ns-45.cluster-2" with one IPv4 takes 72 bytes of record. Measured with
+ * bench/meshtab_bench (100,000 such hosts): 85 bytes per host of table nodes, 119 bytes per
+ * host of RSS with malloc overhead; one changed host publishes by copying one bucket, one
+ * 2 KiB page and the 4 KiB directory.
  */
 #include "agent/meshtab.h"
 
@@ -56,6 +60,8 @@ struct meshview {
 	uint64_t bloom[BLOOM_BITS / 64];
 	uint64_t zone_depths[DEPTHS / 64];
 	uint64_t wild_depths[DEPTHS / 64];
+	unsigned zone_max_depth; /* labels of the deepest zone */
+	unsigned wild_max_depth; /* labels of the deepest wildcard suffix */
 	struct meshmap names;
 	struct meshmap wilds;
 	struct meshmap zonemap;
@@ -457,6 +463,16 @@ static void free_batch(struct rcu_head *head)
 	free(b);
 }
 
+static unsigned max_depth(const uint32_t *refs)
+{
+	unsigned d = DEPTHS;
+
+	while (d-- > 0)
+		if (refs[d])
+			return d;
+	return 0;
+}
+
 int meshtab_publish(struct meshtab *t)
 {
 	struct meshview *nv, *old = t->view;
@@ -471,6 +487,8 @@ int meshtab_publish(struct meshtab *t)
 		free(b);
 		return -ENOMEM;
 	}
+	t->stage.zone_max_depth = max_depth(t->zone_depth_refs);
+	t->stage.wild_max_depth = max_depth(t->wild_depth_refs);
 	*nv = t->stage;
 	nv->generation = old->generation + 1;
 	t->stage.generation = nv->generation;
@@ -555,6 +573,7 @@ struct meshtab *meshtab_new(const struct meshtab_opts *opts)
 	if (!t->view)
 		goto fail;
 	t->stage.generation = 1;
+	t->stage.zone_max_depth = max_depth(t->zone_depth_refs);
 	*t->view = t->stage;
 	t->st.epoch = 2;
 	memset(&t->st.stats, 0, sizeof(t->st.stats));
@@ -698,40 +717,66 @@ static int answer_apex(const struct meshview *v, const struct wire_query *q, boo
 	return wire_finish_reply(q, out, (size_t)n + len, cap, udp, WIRE_EDE_NONE, NULL);
 }
 
+/* Suffix hashes of a query name, computed from the last label down only as far as asked. */
+struct suffixes {
+	const struct wire_query *q;
+	uint64_t h;
+	unsigned next; /* labels from here down are hashed */
+	uint64_t sh[WIRE_MAX_LABELS];
+};
+
+static uint64_t suffix_at(struct suffixes *s, unsigned i)
+{
+	const uint8_t *qn = s->q->qname;
+	size_t end = s->next < s->q->nlabels ? s->q->label_off[s->next] : s->q->qname_len - 1u;
+
+	while (s->next > i) {
+		s->next--;
+		for (size_t p = end; p-- > s->q->label_off[s->next];)
+			s->h = (s->h ^ qn[p]) * FNV_PRIME;
+		end = s->q->label_off[s->next];
+		s->sh[s->next] = mix64(s->h);
+	}
+	return s->sh[i];
+}
+
+/* Finds the record of the suffix of the query starting at label @i in @m. */
+static const struct mm_rec *find_suffix(const struct meshmap *m, struct suffixes *s, unsigned i)
+{
+	const struct wire_query *q = s->q;
+
+	return meshmap_find(m, suffix_at(s, i), q->qname + q->label_off[i],
+			    q->qname_len - q->label_off[i]);
+}
+
 int meshview_answer(const struct meshview *v, const struct wire_query *q, bool udp, uint8_t *out,
 		    size_t cap, enum mesh_result *res)
 {
-	const uint8_t *qn = q->qname;
-	unsigned nl = q->nlabels, zi = 0, i;
-	uint64_t sh[WIRE_MAX_LABELS];
-	const struct mm_rec *zone = NULL, *r;
-	size_t end;
-	uint64_t h = v->seed;
+	unsigned nl = q->nlabels, zi = 0, i, lowest;
+	struct suffixes sfx;
+	const struct mm_rec *zone = NULL, *r, *z;
+	uint64_t k;
 	int n;
 
 	*res = MESH_NOT_LOCAL;
 	if (nl == 0 || q->qname_len == 0)
 		return 0;
-	/* Suffix hashes from the last label up; the last label must pass the zone filter. */
-	end = q->qname_len - 1;
-	for (i = nl; i-- > 0;) {
-		for (size_t p = end; p-- > q->label_off[i];)
-			h = (h ^ qn[p]) * FNV_PRIME;
-		end = q->label_off[i];
-		sh[i] = mix64(h);
-		if (i == nl - 1 &&
-		    !(bit_test(v->bloom, bloom_a(sh[i])) && bit_test(v->bloom, bloom_b(sh[i]))))
-			return 0;
-	}
-	/* The closest enclosing zone. */
-	for (i = 0; i < nl; i++) {
-		if (nl - i >= DEPTHS || !bit_test(v->zone_depths, nl - i))
+	sfx.q = q;
+	sfx.h = v->seed;
+	sfx.next = nl;
+	/* The last label must pass the filter of the zones' last labels. */
+	k = suffix_at(&sfx, nl - 1);
+	if (!bit_test(v->bloom, bloom_a(k)) || !bit_test(v->bloom, bloom_b(k)))
+		return 0;
+	/* The closest enclosing zone: probe the depths that hold zones, down to the deepest. */
+	lowest = nl > v->zone_max_depth ? nl - v->zone_max_depth : 0;
+	for (i = nl; i-- > lowest;) {
+		if (!bit_test(v->zone_depths, nl - i))
 			continue;
-		zone = meshmap_find(&v->zonemap, sh[i], qn + q->label_off[i],
-				    q->qname_len - q->label_off[i]);
-		if (zone) {
+		z = find_suffix(&v->zonemap, &sfx, i);
+		if (z) {
+			zone = z;
 			zi = i;
-			break;
 		}
 	}
 	if (!zone)
@@ -749,18 +794,18 @@ int meshview_answer(const struct meshview *v, const struct wire_query *q, bool u
 		return answer_apex(v, q, udp, out, cap);
 	}
 	/* Rule 1: an exact host. */
-	r = meshmap_find(&v->names, q->name_hash, qn, q->qname_len);
+	r = meshmap_find(&v->names, q->name_hash, q->qname, q->qname_len);
 	if (r && r->n4 + r->n6 > 0) {
 		*res = MESH_HOST;
 		return answer_host(v, q, r, q->label_off[zi], udp, out, cap);
 	}
 	/* Rule 2: the most specific wildcard strictly above the name. */
-	for (i = 1; i < nl; i++) {
+	lowest = nl > v->wild_max_depth ? nl - v->wild_max_depth : 1;
+	for (i = lowest; i < nl; i++) {
 		const struct mm_rec *w;
-		if (nl - i >= DEPTHS || !bit_test(v->wild_depths, nl - i))
+		if (!bit_test(v->wild_depths, nl - i))
 			continue;
-		w = meshmap_find(&v->wilds, sh[i], qn + q->label_off[i],
-				 q->qname_len - q->label_off[i]);
+		w = find_suffix(&v->wilds, &sfx, i);
 		if (w) {
 			*res = MESH_WILDCARD;
 			return answer_host(v, q, w, q->label_off[zi], udp, out, cap);
