@@ -63,6 +63,27 @@ static const char *host_norm(const char *in, enum se_reject *why)
 	return sedecode_host(in, strlen(in), out, why) < 0 ? NULL : out;
 }
 
+static void test_rule6_every_served_version_decodes_alike(void **state)
+{
+	(void)state;
+	const char *versions[] = { "networking.istio.io/v1", "networking.istio.io/v1beta1",
+				   "networking.istio.io/v1alpha3" };
+	char text[1024];
+
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(text, sizeof(text),
+			 "{\"apiVersion\":\"%s\",\"kind\":\"ServiceEntry\",\"metadata\":{"
+			 "\"namespace\":\"istio-system\",\"name\":\"r\"},\"spec\":{\"hosts\":"
+			 "[\"reviews.default.cluster-2\"],\"addresses\":[\"240.0.0.3\"],"
+			 "\"location\":\"MESH_INTERNAL\"}}",
+			 versions[i]);
+		assert_int_equal(decode(text), 0);
+		assert_int_equal(obj->nhosts, 1);
+		assert_int_equal(obj->naddrs, 1);
+		assert_true(obj->mesh_internal);
+	}
+}
+
 static void test_rule8_host_is_lowercased_and_one_trailing_dot_stripped(void **state)
 {
 	(void)state;
@@ -598,6 +619,7 @@ static void test_reject_names_are_the_metric_labels(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rule6_every_served_version_decodes_alike),
 		cmocka_unit_test(test_rule8_host_is_lowercased_and_one_trailing_dot_stripped),
 		cmocka_unit_test(test_rule8_empty_and_long_labels_are_bad_hosts),
 		cmocka_unit_test(test_rule8_characters_other_than_ldh_are_bad_hosts),

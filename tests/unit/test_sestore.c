@@ -294,6 +294,25 @@ static void test_rule10_export_private_entry_is_ignored(void **state)
 	fx_free(f);
 }
 
+static void test_rule10_resolution_ports_and_endpoints_do_not_change_answers(void **state)
+{
+	(void)state;
+	struct fixture *f = fx_default();
+
+	upsert(f, "ns", "a", 0,
+	       "{\"hosts\":[\"a.cluster-2\"],\"addresses\":[\"240.0.0.1\"],\"location\":"
+	       "\"MESH_INTERNAL\",\"resolution\":\"NONE\"}");
+	upsert(f, "ns", "b", 1,
+	       "{\"hosts\":[\"b.cluster-2\"],\"addresses\":[\"240.0.0.2\"],\"location\":"
+	       "\"MESH_INTERNAL\",\"resolution\":\"STATIC\",\"ports\":[{\"number\":80,"
+	       "\"name\":\"http\"}],\"endpoints\":[{\"address\":\"10.1.2.3\"}],"
+	       "\"workloadSelector\":{\"labels\":{\"app\":\"b\"}}}");
+	flush(f);
+	assert_string_equal(answer(f, "a.cluster-2."), "240.0.0.1");
+	assert_string_equal(answer(f, "b.cluster-2."), "240.0.0.2");
+	fx_free(f);
+}
+
 static void test_rule11_oldest_namespace_wins_and_merges_addresses(void **state)
 {
 	(void)state;
@@ -622,6 +641,7 @@ int main(void)
 		cmocka_unit_test(test_rule9_auto_allocated_addresses_only_with_the_option),
 		cmocka_unit_test(test_rule9_spec_addresses_win_over_auto_allocated),
 		cmocka_unit_test(test_rule10_export_private_entry_is_ignored),
+		cmocka_unit_test(test_rule10_resolution_ports_and_endpoints_do_not_change_answers),
 		cmocka_unit_test(test_rule11_oldest_namespace_wins_and_merges_addresses),
 		cmocka_unit_test(test_rule11_newer_entry_never_takes_over),
 		cmocka_unit_test(test_rule11_ties_are_broken_by_name_then_namespace),
