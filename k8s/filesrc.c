@@ -151,7 +151,9 @@ static void on_read_done(uv_work_t *w, int status)
 		if (r == 0) {
 			f->status.reads_ok++;
 			f->status.synced = true;
-			f->status.last_ok_ms = uv_now(f->loop);
+			uv_timeval64_t tv;
+			if (uv_gettimeofday(&tv) == 0)
+				f->status.last_ok_unix = tv.tv_sec;
 		} else {
 			f->status.reads_failed++;
 			log_warn("mesh", "cannot use %s (%s); keeping the last table", f->path,

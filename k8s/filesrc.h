@@ -42,7 +42,7 @@ struct filesrc_status {
 	bool synced;	       /* a read succeeded */
 	uint64_t reads_ok;     /* reads applied or found unchanged */
 	uint64_t reads_failed; /* reads that could not be read or decoded */
-	uint64_t last_ok_ms;   /* uv_now of the last good read, 0 before */
+	int64_t last_ok_unix;  /* wall-clock seconds of the last good read, 0 before */
 };
 void filesrc_get_status(const struct filesrc *f, struct filesrc_status *st);
 

@@ -146,6 +146,7 @@ static void test_example_list_is_read_and_marks_the_table_synced(void **state)
 	assert_true(run_until_reads(e, 1, 3000));
 	assert_true(status(e).synced);
 	assert_int_equal(status(e).reads_ok, 1);
+	assert_true(status(e).last_ok_unix > 1600000000);
 	assert_true(info(e).synced);
 	assert_int_equal(info(e).hosts, 3);
 	assert_int_equal(info(e).zones, 1); /* cluster-2, learned */
