@@ -24,6 +24,8 @@
 #include "agent/meshtab.h"
 #include "agent/resolvconf.h"
 #include "agent/worker.h"
+#include "k8s/filesrc.h"
+#include "k8s/sestore.h"
 #include "netlink/nlink.h"
 
 struct agent {
@@ -33,6 +35,8 @@ struct agent {
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	struct nlink *nlink;
+	struct sestore *store;
+	struct filesrc *filesrc;
 	bool stopping;
 };
 
@@ -165,6 +169,39 @@ static void on_signal(uv_signal_t *s, int signum)
 	uv_stop(a->loop);
 }
 
+/* Starts the ServiceEntry source on the control loop. */
+static int start_source(struct agent *a)
+{
+	struct sestore_opts sopts = {
+		.cluster_domain = a->cfg.cluster_domain,
+		.auto_zones = !a->cfg.no_auto_zones,
+		.use_auto_allocated = a->cfg.use_auto_allocated,
+	};
+
+	a->store = sestore_new(&sopts, a->srv.mesh);
+	if (!a->store)
+		return -ENOMEM;
+	switch (a->cfg.source) {
+	case CONFIG_SOURCE_NONE:
+		return filesrc_start_none(a->store);
+	case CONFIG_SOURCE_FILE:
+		return filesrc_start(a->loop, a->cfg.source_path, a->store, &a->filesrc);
+	case CONFIG_SOURCE_KUBERNETES:
+	default:
+		log_error("main", "--serviceentries kubernetes is not available in this build; "
+				  "give a file or none");
+		return -ENOTSUP;
+	}
+}
+
+static void stop_source(struct agent *a)
+{
+	if (a->filesrc) {
+		filesrc_stop(a->filesrc);
+		a->filesrc = NULL;
+	}
+}
+
 static int start_workers(struct agent *a)
 {
 	struct server *srv = &a->srv;
@@ -245,13 +282,9 @@ int main(int argc, char **argv)
 		log_error("main", "out of memory");
 		goto out;
 	}
-	if (a->cfg.source == CONFIG_SOURCE_KUBERNETES) {
-		log_error("main", "--serviceentries kubernetes is not available in this build; "
-				  "give a file or none");
-		goto out;
-	}
-
 	a->loop = uv_default_loop();
+	if (start_source(a) < 0)
+		goto out;
 	if (!a->cfg.no_interface) {
 		struct nlink_opts nopts = {
 			.ifname = a->cfg.interface,
@@ -276,6 +309,7 @@ int main(int argc, char **argv)
 	uv_run(a->loop, UV_RUN_DEFAULT);
 	status = 0;
 out:
+	stop_source(a);
 	stop_workers(a);
 	if (a->nlink) {
 		bool teardown = !a->cfg.skip_teardown;
@@ -293,6 +327,7 @@ out:
 		uv_run(a->loop, UV_RUN_DEFAULT);
 		uv_loop_close(a->loop);
 	}
+	sestore_free(a->store);
 	meshtab_free(a->srv.mesh);
 	cache_free(a->srv.cache);
 	rcu_unregister_thread();
