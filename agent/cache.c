@@ -3,7 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdalign.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,23 +24,43 @@
 #define STATE_PREFETCH 0x02 /* a refresh was started */
 
 struct cache_entry {
-	uint32_t tag;       /* high half of the key */
 	uint32_t inserted;  /* time of insertion */
 	uint32_t expire;    /* first second it is stale */
-	uint16_t len;       /* message bytes */
+	uint16_t len;       /* length of the message (its first two bytes, the ID, not stored) */
 	uint8_t nttl;       /* TTL offsets after the message */
 	uint8_t flags;      /* FLAG_* */
 	_Atomic uint8_t state; /* STATE_* */
-	uint8_t data[];     /* message, then nttl native-endian uint16 offsets (unaligned) */
+	uint8_t data[];     /* message bytes 2..len-1, then nttl native-endian uint16 offsets */
 };
 
-/* A slot array. Never shrinks in place: a rebuild makes a new one. */
+/* Message byte @i (i >= 2) of @e. */
+#define MSG(e, i) ((e)->data + (i) - 2)
+
+/* A slot array. A slot holds 0 (empty), 1 (a tombstone: readers probe past it, inserts
+ * reuse it) or an entry pointer with the top 16 bits of its key above the 48 address bits,
+ * so a probe compares keys without touching the entry. Never shrinks in place: a rebuild
+ * makes a new one. */
 struct cache_table {
 	struct rcu_head rcu;
 	size_t mask;
 	size_t used; /* live entries plus tombstones */
-	_Atomic(struct cache_entry *) slot[];
+	_Atomic uint64_t slot[];
 };
+
+#define SLOT_EMPTY 0
+#define SLOT_TOMB  1
+#define SLOT_PTR   ((UINT64_C(1) << 48) - 1)
+#define SLOT_TAG   (~SLOT_PTR)
+
+static inline struct cache_entry *slot_entry(uint64_t v)
+{
+	return (struct cache_entry *)(uintptr_t)(v & SLOT_PTR);
+}
+
+static inline bool slot_live(uint64_t v)
+{
+	return v > SLOT_TOMB;
+}
 
 /* Entries and tables waiting for a grace period before they are freed. */
 struct retire_batch {
@@ -64,12 +84,9 @@ struct cache {
 	_Atomic uint64_t expired;
 };
 
-/* A removed slot: readers probe past it, inserts may reuse it. */
-#define TOMBSTONE ((struct cache_entry *)(uintptr_t)1)
-
 static size_t entry_size(const struct cache_entry *e)
 {
-	return sizeof(struct cache_entry) + e->len + 2u * e->nttl;
+	return offsetof(struct cache_entry, data) + (size_t)e->len - 2 + 2u * e->nttl;
 }
 
 static uint64_t entry_cost(const struct cache_entry *e)
@@ -151,9 +168,9 @@ void cache_free(struct cache *c)
 	rcu_barrier(); /* let pending call_rcu frees finish */
 	struct cache_table *t = atomic_load(&c->table);
 	for (size_t i = 0; i <= t->mask; i++) {
-		struct cache_entry *e = atomic_load(&t->slot[i]);
-		if (e && e != TOMBSTONE)
-			free(e);
+		uint64_t v = atomic_load(&t->slot[i]);
+		if (slot_live(v))
+			free(slot_entry(v));
 	}
 	free(t);
 	if (c->retire) {
@@ -183,34 +200,38 @@ static uint8_t key_flags(const struct wire_query *q)
 	return (uint8_t)((q->do_bit ? FLAG_DO : 0) | (q->cd_bit ? FLAG_CD : 0));
 }
 
-static bool entry_matches(const struct cache_entry *e, const struct wire_query *q, uint32_t tag)
+static bool entry_matches(const struct cache_entry *e, const struct wire_query *q)
 {
 	size_t qe = (size_t)WIRE_HDR_LEN + q->qname_len;
 
-	return e->tag == tag && (e->flags & (FLAG_DO | FLAG_CD)) == key_flags(q) &&
-	       e->len >= qe + 4 && memcmp(e->data + WIRE_HDR_LEN, q->qname, q->qname_len) == 0 &&
-	       wire_get16(e->data + qe) == q->qtype && wire_get16(e->data + qe + 2) == q->qclass;
+	return (e->flags & (FLAG_DO | FLAG_CD)) == key_flags(q) && e->len >= qe + 4 &&
+	       memcmp(MSG(e, WIRE_HDR_LEN), q->qname, q->qname_len) == 0 &&
+	       wire_get16(MSG(e, qe)) == q->qtype && wire_get16(MSG(e, qe + 2)) == q->qclass;
 }
 
 int cache_lookup(struct cache *c, const struct wire_query *q, uint64_t key, uint32_t now,
 		 bool udp, bool allow_stale, uint8_t *out, size_t cap, struct cache_hit *hit)
 {
 	struct cache_table *t = atomic_load_explicit(&c->table, memory_order_acquire);
-	uint32_t tag = (uint32_t)(key >> 32);
 	size_t i = (size_t)key & t->mask;
 	struct cache_entry *e;
 
 	for (;;) {
-		e = atomic_load_explicit(&t->slot[i], memory_order_acquire);
-		if (!e)
+		uint64_t v = atomic_load_explicit(&t->slot[i], memory_order_acquire);
+		if (v == SLOT_EMPTY)
 			return 0;
-		if (e != TOMBSTONE && entry_matches(e, q, tag))
-			break;
+		if (slot_live(v) && ((v ^ key) & SLOT_TAG) == 0) {
+			e = slot_entry(v);
+			if (entry_matches(e, q))
+				break;
+		}
 		i = (i + 1) & t->mask;
 	}
 	bool stale = (int32_t)(now - e->expire) >= 0;
 	if (stale && (!allow_stale || (int32_t)(now - e->expire) >= (int32_t)c->stale_window))
 		return 0;
+	if (e->len > cap)
+		return -ENOSPC;
 	if (!(atomic_load_explicit(&e->state, memory_order_relaxed) & STATE_REF))
 		atomic_fetch_or_explicit(&e->state, STATE_REF, memory_order_relaxed);
 	hit->stale = stale;
@@ -225,8 +246,9 @@ int cache_lookup(struct cache *c, const struct wire_query *q, uint64_t key, uint
 	    !(atomic_fetch_or_explicit(&e->state, STATE_PREFETCH, memory_order_relaxed) &
 	      STATE_PREFETCH))
 		hit->prefetch = 1;
-	return reply_for_client(e->data, e->len, e->data + e->len, e->nttl, now - e->inserted,
-				stale, q, udp, out, cap);
+	memcpy(out + 2, e->data, (size_t)e->len - 2);
+	return reply_patch_client(out, e->len, cap, e->data + e->len - 2, e->nttl,
+				  now - e->inserted, stale, q, udp);
 }
 
 /* Puts @e (key @key) in the first free slot of @t. The caller checked there is room. */
@@ -235,11 +257,12 @@ static void table_place(struct cache_table *t, struct cache_entry *e, uint64_t k
 	size_t i = (size_t)key & t->mask;
 
 	for (;;) {
-		struct cache_entry *s = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
-		if (!s || s == TOMBSTONE) {
-			if (!s)
+		uint64_t v = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
+		if (!slot_live(v)) {
+			if (v == SLOT_EMPTY)
 				t->used++;
-			atomic_store_explicit(&t->slot[i], e, memory_order_release);
+			atomic_store_explicit(&t->slot[i], (key & SLOT_TAG) | (uintptr_t)e,
+					      memory_order_release);
 			return;
 		}
 		i = (i + 1) & t->mask;
@@ -253,14 +276,14 @@ static uint64_t entry_key(const struct cache_entry *e)
 	size_t n = WIRE_HDR_LEN;
 
 	/* The stored question is lowercase and uncompressed (reply_canonicalize). */
-	while (e->data[n])
-		n += 1 + (size_t)e->data[n];
+	while (*MSG(e, n))
+		n += 1 + (size_t)*MSG(e, n);
 	n++;
 	q.qname_len = (uint16_t)(n - WIRE_HDR_LEN);
-	memcpy(q.qname, e->data + WIRE_HDR_LEN, q.qname_len);
+	memcpy(q.qname, MSG(e, WIRE_HDR_LEN), q.qname_len);
 	q.name_hash = wire_hash(q.qname, q.qname_len);
-	q.qtype = wire_get16(e->data + n);
-	q.qclass = wire_get16(e->data + n + 2);
+	q.qtype = wire_get16(MSG(e, n));
+	q.qclass = wire_get16(MSG(e, n + 2));
 	q.do_bit = (e->flags & FLAG_DO) ? 1 : 0;
 	q.cd_bit = (e->flags & FLAG_CD) ? 1 : 0;
 	return cache_key(&q);
@@ -274,9 +297,9 @@ static int table_rebuild(struct cache *c, size_t slots)
 	if (!t)
 		return -ENOMEM;
 	for (size_t i = 0; i <= old->mask; i++) {
-		struct cache_entry *e = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
-		if (e && e != TOMBSTONE)
-			table_place(t, e, entry_key(e));
+		uint64_t v = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
+		if (slot_live(v))
+			table_place(t, slot_entry(v), entry_key(slot_entry(v)));
 	}
 	atomic_store_explicit(&c->table, t, memory_order_release);
 	atomic_fetch_add(&c->bytes, table_cost(slots));
@@ -290,7 +313,7 @@ static int table_rebuild(struct cache *c, size_t slots)
 /* Removes the entry in slot @i of the current table. Under the lock. */
 static void slot_remove(struct cache *c, struct cache_table *t, size_t i, struct cache_entry *e)
 {
-	atomic_store_explicit(&t->slot[i], TOMBSTONE, memory_order_release);
+	atomic_store_explicit(&t->slot[i], SLOT_TOMB, memory_order_release);
 	atomic_fetch_sub(&c->bytes, entry_cost(e));
 	atomic_fetch_sub(&c->entries[(e->flags & FLAG_DENIAL) ? 1 : 0], 1);
 	c->live--;
@@ -313,9 +336,10 @@ static void evict(struct cache *c, uint64_t need, size_t max_live, uint32_t now)
 	       c->live > 0 && steps--) {
 		size_t i = c->hand;
 		c->hand = (c->hand + 1) & t->mask;
-		struct cache_entry *e = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
-		if (!e || e == TOMBSTONE)
+		uint64_t v = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
+		if (!slot_live(v))
 			continue;
+		struct cache_entry *e = slot_entry(v);
 		bool expired = (int32_t)(now - e->expire) >= 0;
 		if (!expired && (atomic_load_explicit(&e->state, memory_order_relaxed) & STATE_REF)) {
 			atomic_fetch_and_explicit(&e->state, (uint8_t)~STATE_REF,
@@ -332,23 +356,23 @@ int cache_insert(struct cache *c, const struct wire_query *q, uint64_t key, cons
 {
 	struct cache_entry *e;
 	struct cache_table *t;
-	uint32_t tag = (uint32_t)(key >> 32);
 	int r = 0;
 
 	if (rc->ttl == 0 || rc->nttl > REPLY_MAX_TTL_OFFS)
 		return 0;
-	e = malloc(sizeof *e + rc->len + 2u * rc->nttl);
+	if (rc->len < WIRE_HDR_LEN)
+		return -EINVAL;
+	e = malloc(offsetof(struct cache_entry, data) + rc->len - 2 + 2u * rc->nttl);
 	if (!e)
 		return -ENOMEM;
-	e->tag = tag;
 	e->inserted = now;
 	e->expire = now + rc->ttl;
 	e->len = rc->len;
 	e->nttl = (uint8_t)rc->nttl;
 	e->flags = (uint8_t)(key_flags(q) | (rc->kind == REPLY_DENIAL ? FLAG_DENIAL : 0));
 	atomic_init(&e->state, 0);
-	memcpy(e->data, msg, rc->len);
-	memcpy(e->data + rc->len, rc->ttl_off, 2u * rc->nttl);
+	memcpy(e->data, msg + 2, rc->len - 2u);
+	memcpy(e->data + rc->len - 2, rc->ttl_off, 2u * rc->nttl);
 	uint64_t cost = entry_cost(e);
 	if (cost > c->max_bytes / 4) {
 		free(e);
@@ -359,22 +383,23 @@ int cache_insert(struct cache *c, const struct wire_query *q, uint64_t key, cons
 	t = atomic_load(&c->table);
 	/* Replace an entry with the same key. */
 	for (size_t i = (size_t)key & t->mask;; i = (i + 1) & t->mask) {
-		struct cache_entry *s = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
-		if (!s)
+		uint64_t v = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
+		if (v == SLOT_EMPTY)
 			break;
-		if (s != TOMBSTONE && entry_matches(s, q, tag)) {
-			slot_remove(c, t, i, s);
+		if (slot_live(v) && ((v ^ key) & SLOT_TAG) == 0 && entry_matches(slot_entry(v), q)) {
+			slot_remove(c, t, i, slot_entry(v));
 			break;
 		}
 	}
-	/* Keep at least a quarter of the slots empty so that probes end quickly: grow the
-	 * table while it fits in half the budget, else rebuild it in place. */
-	if ((t->used + 1) * 4 > (t->mask + 1) * 3) {
+	/* Keep at least an eighth of the slots empty so that probes end quickly (a probe reads
+	 * slots only, 8 to a cache line): grow the table while it fits in half the budget, else
+	 * rebuild it in place. */
+	if ((t->used + 1) * 8 > (t->mask + 1) * 7) {
 		size_t slots = t->mask + 1;
-		if ((c->live + 1) * 2 > slots && table_cost(slots * 2) <= c->max_bytes / 2)
+		if ((c->live + 1) * 8 > slots * 5 && table_cost(slots * 2) <= c->max_bytes / 2)
 			slots *= 2;
-		else if ((c->live + 1) * 2 > slots)
-			evict(c, 0, slots / 2 - 1, now);
+		else if ((c->live + 1) * 8 > slots * 5)
+			evict(c, 0, slots * 5 / 8 - 1, now);
 		if (table_rebuild(c, slots) < 0) {
 			free(e);
 			r = -ENOMEM;
@@ -400,9 +425,9 @@ void cache_sweep(struct cache *c, uint32_t now, unsigned budget)
 	for (unsigned n = 0; n < budget && n <= t->mask; n++) {
 		size_t i = c->sweep;
 		c->sweep = (c->sweep + 1) & t->mask;
-		struct cache_entry *e = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
-		if (e && e != TOMBSTONE && past_stale_window(c, e, now)) {
-			slot_remove(c, t, i, e);
+		uint64_t v = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
+		if (slot_live(v) && past_stale_window(c, slot_entry(v), now)) {
+			slot_remove(c, t, i, slot_entry(v));
 			atomic_fetch_add(&c->expired, 1);
 		}
 	}

@@ -462,20 +462,19 @@ int reply_canonicalize(const uint8_t *pkt, const struct wire_reply *r,
 	return 0;
 }
 
-int reply_for_client(const uint8_t *canon, size_t len, const uint8_t *ttl_off, unsigned nttl,
-		     uint32_t age, bool stale, const struct wire_query *q, bool udp, uint8_t *out,
-		     size_t cap)
+int reply_patch_client(uint8_t *out, size_t len, size_t cap, const uint8_t *ttl_off,
+		       unsigned nttl, uint32_t age, bool stale, const struct wire_query *q, bool udp)
 {
 	uint16_t off;
+	uint8_t f2 = out[2], f3 = out[3];
 
-	if (len > cap || len < (size_t)q->question_end)
-		return -ENOSPC;
-	memcpy(out, canon, len);
+	if (len < (size_t)q->question_end)
+		return -EBADMSG;
 	wire_put16(out, q->id);
-	out[2] = (uint8_t)((canon[2] & ~(WIRE_RD | WIRE_TC)) | (q->flags2 & WIRE_RD));
-	out[3] = (uint8_t)((canon[3] & ~(WIRE_CD | WIRE_AD)) | WIRE_RA | (q->flags3 & WIRE_CD));
+	out[2] = (uint8_t)((f2 & ~(WIRE_RD | WIRE_TC)) | (q->flags2 & WIRE_RD));
+	out[3] = (uint8_t)((f3 & ~(WIRE_CD | WIRE_AD)) | WIRE_RA | (q->flags3 & WIRE_CD));
 	if ((q->flags3 & WIRE_AD) || q->do_bit)
-		out[3] |= canon[3] & WIRE_AD;
+		out[3] |= f3 & WIRE_AD;
 	memcpy(out + WIRE_HDR_LEN, q->pkt + WIRE_HDR_LEN, q->qname_len);
 	for (unsigned i = 0; i < nttl; i++) {
 		memcpy(&off, ttl_off + 2 * i, 2);
@@ -489,4 +488,14 @@ int reply_for_client(const uint8_t *canon, size_t len, const uint8_t *ttl_off, u
 	return wire_finish_reply(q, out, len, cap, udp,
 				 stale ? WIRE_EDE_STALE_ANSWER : WIRE_EDE_NONE,
 				 stale ? "serve-stale" : NULL);
+}
+
+int reply_for_client(const uint8_t *canon, size_t len, const uint8_t *ttl_off, unsigned nttl,
+		     uint32_t age, bool stale, const struct wire_query *q, bool udp, uint8_t *out,
+		     size_t cap)
+{
+	if (len > cap)
+		return -ENOSPC;
+	memcpy(out, canon, len);
+	return reply_patch_client(out, len, cap, ttl_off, nttl, age, stale, q, udp);
 }

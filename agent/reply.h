@@ -73,4 +73,10 @@ int reply_for_client(const uint8_t *canon, size_t len, const uint8_t *ttl_off, u
 		     uint32_t age, bool stale, const struct wire_query *q, bool udp, uint8_t *out,
 		     size_t cap);
 
+/* The same on a copy already in @out (@len bytes of the canonical message; its first two
+ * bytes, the ID, need not be there). */
+int reply_patch_client(uint8_t *out, size_t len, size_t cap, const uint8_t *ttl_off,
+		       unsigned nttl, uint32_t age, bool stale, const struct wire_query *q,
+		       bool udp);
+
 #endif

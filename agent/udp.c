@@ -253,7 +253,7 @@ static void on_udp_readable(uv_poll_t *h, int status, int events)
 	if (status < 0)
 		return;
 	for (int round = 0; round < UDP_ROUNDS; round++)
-		if (serve_batch(l) < UDP_BATCH)
+		if (serve_batch(l) == 0)
 			break;
 }
 
