@@ -610,17 +610,17 @@ static void put_soa(uint8_t *p, const struct meshview *v, unsigned zone_off)
 {
 	static const uint8_t names[] = { 2,   'n', 's', 3,   'd', 'n', 's', 0xc0, 0,   10,   'h',
 					 'o', 's', 't', 'm', 'a', 's', 't', 'e',  'r', 0xc0, 0 };
-	uint8_t ptr = (uint8_t)(WIRE_HDR_LEN + zone_off);
+	/* a compression pointer: 0xc000 | offset, the offset may pass 255 (long names) */
+	uint16_t ptr = (uint16_t)(0xc000 | (WIRE_HDR_LEN + zone_off));
 
-	p[0] = 0xc0;
-	p[1] = ptr;
+	wire_put16(p, ptr);
 	wire_put16(p + 2, WIRE_TYPE_SOA);
 	wire_put16(p + 4, WIRE_CLASS_IN);
 	wire_put32(p + 6, v->neg_ttl);
 	wire_put16(p + 10, sizeof(names) + 20);
 	memcpy(p + 12, names, sizeof(names));
-	p[12 + 8] = ptr;
-	p[12 + 21] = ptr;
+	wire_put16(p + 12 + 7, ptr);
+	wire_put16(p + 12 + 20, ptr);
 	p += 12 + sizeof(names);
 	wire_put32(p, (uint32_t)v->generation);
 	wire_put32(p + 4, 7200);
