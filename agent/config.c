@@ -291,6 +291,14 @@ bool config_addr_equal(const struct sockaddr_storage *a, const struct sockaddr_s
 	return false;
 }
 
+static bool is_wildcard(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &in6addr_any,
+		      sizeof(struct in6_addr)) == 0;
+}
+
 static int parse_uint(const char *text, unsigned long min, unsigned long max, unsigned long *out)
 {
 	char *end;
@@ -435,6 +443,11 @@ static int parse_one(struct config *c, int opt, const char *v, bool *health_set,
 		if (config_parse_addr(v, 53, &c->listen[c->nlisten]) < 0)
 			return errorf(err, errlen,
 				      "--listen: '%s' is not ADDR[:PORT] (IPv6 as [fd00::10]:53)", v);
+		if (is_wildcard(&c->listen[c->nlisten]))
+			return errorf(err, errlen,
+				      "--listen: '%s' is a wildcard address; give the address clients "
+				      "send to (replies must come from it)",
+				      v);
 		c->nlisten++;
 		return 0;
 	case OPT_INTERFACE:

@@ -25,10 +25,20 @@
 #define FWD_MAX_WAITERS 1024 /* clients waiting on one upstream query */
 #define FWD_UDP_READS   16   /* datagrams read per readiness event */
 
+/* Upstream queries a client address has in flight (--max-inflight-per-client). */
+struct client_count {
+	struct client_count *next;
+	uint8_t ip[16]; /* IPv4 as ::ffff:a.b.c.d */
+	unsigned n;
+};
+
+#define CLIENT_BUCKETS 1024
+
 struct fwd_waiter {
 	struct fwd_waiter *next;
 	struct udp_listener *udp; /* or tcp */
 	struct tcp_conn *tcp;
+	struct client_count *client;
 	struct sockaddr_storage from;
 	uint64_t t0_us;
 	struct wire_query q;      /* q.pkt points at raw */
@@ -90,7 +100,62 @@ struct fwd_table {
 	uv_poll_t epoll;            /* readiness of epfd on the worker's loop */
 	bool in_batch;              /* attempts closed now are freed after the batch */
 	struct fwd_udp *closed;     /* attempts to free after the batch */
+	struct client_count *clients[CLIENT_BUCKETS];
 };
+
+static void client_ip(const struct sockaddr_storage *a, uint8_t ip[16])
+{
+	if (a->ss_family == AF_INET6) {
+		memcpy(ip, &((const struct sockaddr_in6 *)a)->sin6_addr, 16);
+	} else {
+		memset(ip, 0, 10);
+		ip[10] = ip[11] = 0xff;
+		memcpy(ip + 12, &((const struct sockaddr_in *)a)->sin_addr, 4);
+	}
+}
+
+static unsigned client_bucket(const uint8_t ip[16])
+{
+	return (unsigned)(wire_hash(ip, 16) & (CLIENT_BUCKETS - 1));
+}
+
+/* Takes one in-flight slot for @addr. Returns it, or NULL when the client is at its cap or
+ * memory is short. */
+static struct client_count *client_take(struct fwd_table *t, const struct sockaddr_storage *addr,
+					unsigned cap)
+{
+	uint8_t ip[16];
+	struct client_count *c;
+
+	client_ip(addr, ip);
+	unsigned b = client_bucket(ip);
+	for (c = t->clients[b]; c; c = c->next)
+		if (memcmp(c->ip, ip, 16) == 0)
+			break;
+	if (!c) {
+		c = calloc(1, sizeof *c);
+		if (!c)
+			return NULL;
+		memcpy(c->ip, ip, 16);
+		c->next = t->clients[b];
+		t->clients[b] = c;
+	}
+	if (c->n >= cap)
+		return NULL;
+	c->n++;
+	return c;
+}
+
+static void client_put(struct fwd_table *t, struct client_count *c)
+{
+	if (!c || --c->n > 0)
+		return;
+	struct client_count **pp = &t->clients[client_bucket(c->ip)];
+	while (*pp != c)
+		pp = &(*pp)->next;
+	*pp = c->next;
+	free(c);
+}
 
 static void on_upstream_ready(uv_poll_t *h, int status, int events);
 
@@ -585,6 +650,7 @@ static void fwd_finish(struct fwd *f, const uint8_t *pkt, const struct wire_repl
 			answer_waiter(f, wt, out, (size_t)n);
 		else if (wt->tcp)
 			tcp_conn_release(wt->tcp);
+		client_put(w->fwd, wt->client);
 		free(wt);
 	}
 	f->waiters = NULL;
@@ -622,6 +688,7 @@ static void fwd_fail(struct fwd *f)
 			answer_waiter(f, wt, out, (size_t)n);
 		else if (wt->tcp)
 			tcp_conn_release(wt->tcp);
+		client_put(w->fwd, wt->client);
 		free(wt);
 	}
 	rcu_read_unlock();
@@ -726,11 +793,20 @@ void fwd_start(struct worker *w, const struct wire_query *q, const struct serve_
 		refuse(w, q, res, udp, from, tcp, "too many queries in flight");
 		return;
 	}
+	const struct sockaddr_storage *peer = tcp ? tcp_conn_peer(tcp) : from;
+	struct client_count *cc = client_take(t, peer, w->srv->cfg->max_inflight_per_client);
+	if (!cc) {
+		stats_inc(&w->stats.overload[STATS_OVERLOAD_CLIENT]);
+		refuse(w, q, res, udp, from, tcp, "too many queries in flight from this client");
+		return;
+	}
 	wt = calloc(1, sizeof *wt);
 	if (!wt) {
+		client_put(t, cc);
 		refuse(w, q, res, udp, from, tcp, "out of memory");
 		return;
 	}
+	wt->client = cc;
 	wt->udp = udp;
 	wt->tcp = tcp;
 	if (from)
@@ -740,6 +816,7 @@ void fwd_start(struct worker *w, const struct wire_query *q, const struct serve_
 	if (!f) {
 		f = fwd_new(w, q, res);
 		if (!f) {
+			client_put(t, cc);
 			free(wt);
 			refuse(w, q, res, udp, from, tcp, "out of memory");
 			return;

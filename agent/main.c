@@ -75,10 +75,18 @@ static int setup_upstreams(struct agent *a)
 				  "nameserver lines other than our own addresses");
 		return -ENOENT;
 	}
-	if (cfg->ncluster_dns) {
-		memcpy(cl->addr, cfg->cluster_dns, cfg->ncluster_dns * sizeof cl->addr[0]);
-		cl->n = cfg->ncluster_dns;
-	} else {
+	for (size_t i = 0; i < cfg->ncluster_dns; i++) {
+		bool own = false;
+		for (size_t k = 0; k < cfg->nlisten; k++)
+			own |= config_addr_equal(&cfg->cluster_dns[i], &cfg->listen[k]);
+		if (own)
+			log_warn("main", "--cluster-dns %s is one of our own listen addresses: "
+					 "skipped",
+				 config_addr_text(&cfg->cluster_dns[i], text, sizeof text));
+		else
+			cl->addr[cl->n++] = cfg->cluster_dns[i];
+	}
+	if (cl->n == 0) {
 		log_warn("main", "no cluster DNS (--cluster-dns, $KUBE_DNS_SERVICE_HOST): names "
 				 "under %s and reverse zones go to the upstream servers",
 			 cfg->cluster_domain);

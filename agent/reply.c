@@ -325,11 +325,14 @@ static int put_rr(const uint8_t *pkt, size_t plen, const struct wire_rr *rr, uin
 	return (int)ttl_off;
 }
 
-/* Caps every TTL in @c, finds the cache lifetime and the kind. */
+/* Finds the cache lifetime and the kind, and caps every TTL in @c to the lifetime, so that a
+ * TTL served from the cache never outlives the entry. Positive: the smallest TTL of the
+ * answer section (rule 34). Negative: min(SOA TTL, SOA MINIMUM) (RFC 2308, rule 35), and no
+ * more than the answer's TTLs (a CNAME before the NXDOMAIN). Both capped by @pol. */
 static void apply_ttls(uint8_t *out, struct reply_canon *c, unsigned an_kept, uint8_t rcode,
 		       const int soa_ttl_pos, const struct reply_policy *pol)
 {
-	uint32_t min = UINT32_MAX, cap;
+	uint32_t life;
 	bool negative = rcode == WIRE_RCODE_NXDOMAIN || an_kept == 0;
 
 	c->kind = negative ? REPLY_DENIAL : REPLY_SUCCESS;
@@ -338,29 +341,32 @@ static void apply_ttls(uint8_t *out, struct reply_canon *c, unsigned an_kept, ui
 			c->ttl = 0;
 			return;
 		}
-		/* min(SOA TTL, SOA MINIMUM): MINIMUM is the last field of the SOA RDATA */
+		/* MINIMUM is the last field of the SOA RDATA */
 		uint32_t soa_ttl = wire_get32(out + soa_ttl_pos);
 		size_t rdlen = wire_get16(out + soa_ttl_pos + 4);
 		uint32_t soa_min = wire_get32(out + soa_ttl_pos + 6 + rdlen - 4);
 		soa_ttl = soa_ttl > 0x7fffffffU ? 0 : soa_ttl;
 		soa_min = soa_min > 0x7fffffffU ? 0 : soa_min;
-		cap = soa_ttl < soa_min ? soa_ttl : soa_min;
-		if (cap > pol->neg_ttl)
-			cap = pol->neg_ttl;
+		life = soa_ttl < soa_min ? soa_ttl : soa_min;
+		if (life > pol->neg_ttl)
+			life = pol->neg_ttl;
 	} else {
-		cap = pol->max_ttl;
+		life = pol->max_ttl;
+	}
+	for (unsigned i = 0; i < an_kept && i < c->nttl; i++) {
+		uint32_t t = wire_get32(out + c->ttl_off[i]);
+		if (t > 0x7fffffffU)
+			t = 0;
+		if (t < life)
+			life = t;
 	}
 	for (unsigned i = 0; i < c->nttl; i++) {
 		uint32_t t = wire_get32(out + c->ttl_off[i]);
 		if (t > 0x7fffffffU)
 			t = 0;
-		if (t > cap)
-			t = cap;
-		wire_put32(out + c->ttl_off[i], t);
-		if (t < min)
-			min = t;
+		wire_put32(out + c->ttl_off[i], t < life ? t : life);
 	}
-	c->ttl = min == UINT32_MAX ? cap : min;
+	c->ttl = life;
 }
 
 int reply_canonicalize(const uint8_t *pkt, const struct wire_reply *r,

@@ -15,7 +15,8 @@
 #include "agent/tcpframe.h"
 #include "agent/worker.h"
 
-#define TCP_MAX_PENDING 64 /* forwarded queries per connection before we stop reading */
+#define TCP_MAX_PENDING 64       /* forwarded queries per connection before we stop reading */
+#define TCP_MAX_QUEUED  (64 << 10) /* reply bytes queued to a client before we stop reading */
 
 struct tcp_conn {
 	uv_tcp_t tcp;
@@ -24,6 +25,7 @@ struct tcp_conn {
 	uv_timer_t idle;
 	struct worker *w;
 	struct tcpframe frame;
+	struct sockaddr_storage peer;
 	unsigned pending;  /* forwarded queries not answered yet */
 	unsigned refs;     /* open handles + pending + writes in flight */
 	bool v6;
@@ -31,6 +33,13 @@ struct tcp_conn {
 	bool eof;
 	bool reading;
 };
+
+static bool write_blocked(struct tcp_conn *c)
+{
+	return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > TCP_MAX_QUEUED;
+}
+
+static void on_resume(uv_timer_t *t);
 
 struct tcp_write {
 	uv_write_t req;
@@ -111,6 +120,9 @@ static void on_written(uv_write_t *req, int status)
 
 	if (status < 0)
 		conn_close(c);
+	else if (!c->closing && !c->reading && !write_blocked(c))
+		/* the client reads again: serve what waits, on the next loop turn */
+		uv_timer_start(&c->idle, on_resume, 0, 0);
 	free(wr);
 	conn_unref(c);
 }
@@ -192,11 +204,15 @@ static void serve_frames(struct tcp_conn *c)
 	int r;
 
 	uint32_t now = worker_now_sec();
+	bool served = false;
 	rcu_read_lock();
-	while (!c->closing && c->pending < TCP_MAX_PENDING &&
+	/* A client that does not read its answers gets no more of them: stop at the queue
+	 * cap, so its memory stays bounded. */
+	while (!c->closing && c->pending < TCP_MAX_PENDING && !write_blocked(c) &&
 	       (r = tcpframe_next(&c->frame, &msg, &len)) > 0) {
 		if (w->draining)
 			break;
+		served = true;
 		serve_query(&w->ctx, msg, len, false, c->v6, now, &q, w->scratch, WIRE_MAX_MSG,
 			    &res);
 		if (res.verdict == SERVE_REPLY && res.len > 0) {
@@ -210,10 +226,14 @@ static void serve_frames(struct tcp_conn *c)
 		}
 	}
 	rcu_read_unlock();
+	/* The idle timer restarts on whole queries only: a client that trickles bytes
+	 * (slowloris) is closed after the idle timeout like a silent one. */
+	if (served && !c->closing)
+		uv_timer_again(&c->idle);
 	if (tcpframe_broken(&c->frame))
 		conn_close(c);
 	else
-		set_reading(c, c->pending < TCP_MAX_PENDING);
+		set_reading(c, c->pending < TCP_MAX_PENDING && !write_blocked(c));
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -233,7 +253,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0)
 		return;
 	tcpframe_commit(&c->frame, (size_t)nread);
-	uv_timer_again(&c->idle);
 	serve_frames(c);
 }
 
@@ -279,6 +298,11 @@ bool tcp_conn_v6(const struct tcp_conn *c)
 	return c->v6;
 }
 
+const struct sockaddr_storage *tcp_conn_peer(const struct tcp_conn *c)
+{
+	return &c->peer;
+}
+
 void tcp_close_all(struct worker *w)
 {
 	for (struct tcp_conn *c = w->conns; c; c = c->next)
@@ -320,10 +344,9 @@ static void on_connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 		return;
 	}
-	struct sockaddr_storage peer;
-	int plen = sizeof peer;
-	c->v6 = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) == 0 &&
-		peer.ss_family == AF_INET6;
+	int plen = sizeof c->peer;
+	uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen);
+	c->v6 = c->peer.ss_family == AF_INET6;
 	tcpframe_init(&c->frame);
 	uv_tcp_nodelay(&c->tcp, 1);
 	c->refs = 2;

@@ -203,11 +203,23 @@ static int serve_batch(struct udp_listener *l)
 	uint64_t t0 = worker_now_us();
 	rcu_read_lock();
 	for (int i = 0; i < n; i++) {
-		if (b->rx[i].msg_hdr.msg_flags & MSG_TRUNC) {
-			stats_inc(&w->stats.dropped[STATS_DROP_OVERSIZE]);
-			continue;
-		}
 		uint8_t *out = b->txbuf[m];
+		if (b->rx[i].msg_hdr.msg_flags & MSG_TRUNC) {
+			/* larger than we read over UDP: if the question is there, ask the client
+			 * to come back over TCP (TC=1), else drop it */
+			stats_inc(&w->stats.dropped[STATS_DROP_OVERSIZE]);
+			(void)wire_parse_query(&q, b->rxbuf[i], UDP_RX_SLOT);
+			q.edns = 0;
+			res.len = wire_write_reply_head(&q, false, WIRE_RCODE_NOERROR, out,
+							UDP_TX_SLOT);
+			if (res.len <= 0 || (b->rxbuf[i][2] & WIRE_QR))
+				continue;
+			out[2] |= WIRE_TC;
+			res.verdict = SERVE_REPLY;
+			res.zone = STATS_ZONE_ROOT;
+			res.prefetch = 0;
+			goto reply;
+		}
 		serve_query(&w->ctx, b->rxbuf[i], b->rx[i].msg_len, true, l->v6, now, &q, out,
 			    UDP_TX_SLOT, &res);
 		if (res.verdict == SERVE_REPLY && res.len < 0) {
@@ -219,6 +231,7 @@ static int serve_batch(struct udp_listener *l)
 			else
 				res.verdict = SERVE_DROP;
 		}
+reply:
 		if (res.verdict == SERVE_REPLY && res.len > 0) {
 			b->tx[m].msg_hdr.msg_name = &b->from[i];
 			b->tx[m].msg_hdr.msg_namelen = b->rx[i].msg_hdr.msg_namelen;

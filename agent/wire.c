@@ -282,7 +282,7 @@ static int fail(struct wire_query *q, unsigned rcode)
 int wire_parse_query(struct wire_query *q, const uint8_t *pkt, size_t len)
 {
 	size_t off;
-	unsigned an, ns, ar, i;
+	unsigned qd, an, ns, ar, i, edns_version = 0;
 	struct wire_rr rr;
 
 	q->pkt = pkt;
@@ -302,20 +302,30 @@ int wire_parse_query(struct wire_query *q, const uint8_t *pkt, size_t len)
 	q->cd_bit = (pkt[3] & WIRE_CD) ? 1 : 0;
 	if (pkt[2] & WIRE_QR)
 		return -EINVAL;
-	if (wire_get16(pkt + 4) != 1)
-		return fail(q, WIRE_RCODE_FORMERR);
-	if (parse_question(q, pkt, len) < 0) {
-		q->qname_len = 0;
-		return fail(q, WIRE_RCODE_FORMERR);
+	qd = wire_get16(pkt + 4);
+	off = WIRE_HDR_LEN;
+	if (qd >= 1) {
+		if (parse_question(q, pkt, len) < 0) {
+			q->qname_len = 0;
+			return fail(q, WIRE_RCODE_FORMERR);
+		}
+		off = q->question_end;
 	}
-	if (pkt[2] & WIRE_OPCODE_MASK)
-		return fail(q, WIRE_RCODE_NOTIMP);
+	/* More than one question: skip them (each takes at least 5 bytes, so this ends). */
+	for (i = 1; i < qd; i++) {
+		int p = wire_skip_name(pkt, len, off);
+		if (p < 0 || (size_t)p + 4 > len) {
+			q->qname_len = 0;
+			return fail(q, WIRE_RCODE_FORMERR);
+		}
+		off = (size_t)p + 4;
+	}
 
-	/* Walk the other sections: the OPT RR may only be in the additional one, once. */
+	/* Walk the other sections: the OPT RR may only be in the additional one, once. Its
+	 * presence decides whether even an error reply carries an OPT (RFC 6891). */
 	an = wire_get16(pkt + 6);
 	ns = wire_get16(pkt + 8);
 	ar = wire_get16(pkt + 10);
-	off = q->question_end;
 	for (i = 0; i < an + ns + ar; i++) {
 		if (wire_next_rr(pkt, len, off, &rr) < 0) {
 			q->edns = 0;
@@ -329,8 +339,7 @@ int wire_parse_query(struct wire_query *q, const uint8_t *pkt, size_t len)
 			q->edns = 1;
 			q->edns_payload = rr.rclass;
 			q->do_bit = (rr.ttl & 0x8000) ? 1 : 0;
-			if (((rr.ttl >> 16) & 0xff) != 0) /* EDNS version */
-				return fail(q, WIRE_RCODE_BADVERS);
+			edns_version = (rr.ttl >> 16) & 0xff;
 		}
 		off = rr.end;
 	}
@@ -339,6 +348,14 @@ int wire_parse_query(struct wire_query *q, const uint8_t *pkt, size_t len)
 		q->udp_limit = (uint16_t)(p < WIRE_MIN_UDP ? WIRE_MIN_UDP
 				       : p > WIRE_EDNS_PAYLOAD ? WIRE_EDNS_PAYLOAD
 							       : p);
+	}
+	if (edns_version != 0)
+		return fail(q, WIRE_RCODE_BADVERS);
+	if (pkt[2] & WIRE_OPCODE_MASK)
+		return fail(q, WIRE_RCODE_NOTIMP);
+	if (qd != 1) {
+		q->qname_len = 0; /* not one question to echo */
+		return fail(q, WIRE_RCODE_FORMERR);
 	}
 
 	switch (q->qclass) {

@@ -133,6 +133,7 @@ void tcp_conn_answer(struct tcp_conn *c, const uint8_t *msg, size_t len);
 /* Drops a forwarded query's hold on @c without an answer. */
 void tcp_conn_release(struct tcp_conn *c);
 bool tcp_conn_v6(const struct tcp_conn *c);
+const struct sockaddr_storage *tcp_conn_peer(const struct tcp_conn *c);
 /* Closes every client connection (shutdown). */
 void tcp_close_all(struct worker *w);
 
