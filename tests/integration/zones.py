@@ -92,6 +92,7 @@ chain2 300 IN CNAME www.example.test.
 zero 0 IN A 192.0.2.200
 long 86400 IN A 192.0.2.86
 short 2 IN A 192.0.2.2
+shortalias 300 IN CNAME short.example.test.
 manya 300 IN CNAME manya-target.example.test.
 {many_a}
 {_txt_set("medium", 12, 60)}
