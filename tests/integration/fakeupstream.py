@@ -72,7 +72,7 @@ class Query:
         """Sends @wire to the querier from another socket (a forgery: wrong source port)."""
         if isinstance(wire, dns.message.Message):
             wire = wire.to_wire(max_size=65535)
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(self.server.family, socket.SOCK_DGRAM)
         try:
             s.bind((self.server.host, 0))
             s.sendto(wire, self.src)
@@ -126,8 +126,9 @@ class FakeUpstream:
         self.timers = []
         self.threads = []
         self.conns = []
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.udp = socket.socket(self.family, socket.SOCK_DGRAM)
+        self.tcp = socket.socket(self.family, socket.SOCK_STREAM)
         self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         for _ in range(20):  # a UDP port whose TCP twin is free too
             self.udp.bind((host, port))
@@ -139,7 +140,7 @@ class FakeUpstream:
                 if port:
                     raise
                 self.udp.close()
-                self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.udp = socket.socket(self.family, socket.SOCK_DGRAM)
         self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.tcp.listen(64)
 

@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -40,15 +41,17 @@ HOST = "127.0.0.1"
 
 # ---- small tools --------------------------------------------------------------------------
 
-def free_port():
-    """A port free for both UDP and TCP on HOST right now."""
+def free_port(host=None):
+    """A port free for both UDP and TCP on @host (HOST) right now."""
+    host = host or HOST
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(50):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        u = socket.socket(fam, socket.SOCK_DGRAM)
+        t = socket.socket(fam, socket.SOCK_STREAM)
         try:
-            u.bind((HOST, 0))
+            u.bind((host, 0))
             port = u.getsockname()[1]
-            t.bind((HOST, port))
+            t.bind((host, port))
             return port
         except OSError:
             continue
@@ -105,9 +108,18 @@ def make_query(name, qtype="A", rdclass="IN", edns=None, do=False, cd=False, rd=
     return q
 
 
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def hostport(host, port):
+    """ADDR:PORT as meshdns flags spell it ([V6]:PORT for IPv6)."""
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+
+
 def udp_exchange(port, wire, timeout=2.0, host=HOST):
     """Sends @wire over UDP and returns the first datagram back, or None on timeout."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
     s.settimeout(timeout)
     try:
         s.connect((host, port))
@@ -154,6 +166,27 @@ def query(port, name, qtype="A", tcp=False, timeout=2.0, **kw):
     q = make_query(name, qtype, **kw)
     wire = (tcp_exchange if tcp else udp_exchange)(port, q.to_wire(), timeout)
     return dns.message.from_wire(wire) if wire is not None else None
+
+
+def concurrently(fn, args, timeout=20):
+    """Calls fn(arg) for every arg of @args, each on its own thread, all released at once;
+    returns the results in order (None where a call raised or did not finish)."""
+    results = [None] * len(args)
+    start = threading.Barrier(len(args))
+
+    def one(i):
+        try:
+            start.wait(timeout=10)
+            results[i] = fn(args[i])
+        except Exception as e:  # the caller sees None and says which one failed
+            print("concurrent call %d failed: %r" % (i, e))
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(args))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    return results
 
 
 def rrs(msg, section="answer"):
@@ -224,7 +257,8 @@ class Process:
         return self.proc.returncode
 
     def log(self):
-        self.logf.flush()
+        if not self.logf.closed:
+            self.logf.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
@@ -254,8 +288,8 @@ class Meshdns:
     def __init__(self, cleanup, tmp, args, port=None, wrap=None, ready=True, base=True,
                  env=None, host=HOST, listen=True):
         self.host = host
-        self.port = port or free_port()
-        argv = [MESHDNS] + (["--listen", "%s:%d" % (host, self.port)] if listen else [])
+        self.port = port or free_port(host)
+        argv = [MESHDNS] + (["--listen", hostport(host, self.port)] if listen else [])
         argv += (self.BASE if base else []) + list(args)
         self.argv = (wrap or []) + argv
         if env is None:  # no cluster DNS from the environment unless a test asks for it

@@ -250,5 +250,30 @@ class NegativeCache(DnsTestCase):
         self.assertEqual(self.up.count("www.example.test", "MX"), 2, "NODATA without SOA")
 
 
+class CacheBound(DnsTestCase):
+    """Rule 36: the cache is bounded in bytes; when full the least recently used go."""
+
+    def test_rule36_small_cache_evicts_cold_entries_and_keeps_hot_ones(self):
+        up = self.start_fake()
+        m = self.start_meshdns("--upstream", "127.0.0.1:%d" % up.port, "--cache-size", "64k")
+        n = 2000  # about 200 kB of negative answers: three times the cache
+        for i in range(n):
+            if i % 50 == 0:
+                r = harness.query(m.port, "www.example.test", "A", timeout=3)  # hot
+                self.assertIsNotNone(r)
+            r = harness.query(m.port, "c%d.example.test" % i, "A", timeout=3)
+            self.assertIsNotNone(r, "query %d timed out" % i)
+        self.assertAlive(m)
+        self.assertEqual(up.count("www.example.test"), 1, "the hot name was evicted")
+        for i in range(20):
+            harness.query(m.port, "c%d.example.test" % i, "A", timeout=3)
+        evicted = sum(1 for i in range(20) if up.count("c%d.example.test" % i) == 2)
+        self.assertGreaterEqual(evicted, 18, "the oldest names must have been evicted")
+        for i in range(n - 10, n):
+            harness.query(m.port, "c%d.example.test" % i, "A", timeout=3)
+        kept = sum(1 for i in range(n - 10, n) if up.count("c%d.example.test" % i) == 1)
+        self.assertGreaterEqual(kept, 8, "the newest names must still be cached")
+
+
 if __name__ == "__main__":
     harness.main()

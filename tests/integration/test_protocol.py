@@ -193,5 +193,21 @@ class ProtocolRules(DnsTestCase):
         self.assertEqual(q.payload, 1232)
 
 
+class ListenAddresses(DnsTestCase):
+    """Rule 24: UDP and TCP on every listen address, IPv6 included."""
+
+    def test_rule24_udp_and_tcp_on_every_listen_address(self):
+        up = self.start_fake(host="::1")
+        v4b = harness.free_port()
+        # the harness's --listen is [::1]:m.port; a second one on IPv4
+        m = self.start_meshdns("--listen", "127.0.0.1:%d" % v4b,
+                               "--upstream", "[::1]:%d" % up.port, host="::1")
+        for host, port in (("::1", m.port), ("127.0.0.1", v4b)):
+            for opts in ((), ("--tcp",)):
+                r = harness.run_dnsq(port, "www.example.test", "A", *opts, host=host)
+                self.assertEqual(answer_data(r, "A"), [zones.WWW_IP], (host, opts, r))
+        self.assertEqual(up.count(), 1, "the IPv6 upstream asked once, then the cache")
+
+
 if __name__ == "__main__":
     harness.main()

@@ -175,6 +175,17 @@ class ResolvConf(DnsTestCase):
         self.assertEqual(answer_data(r, "A"), [zones.WWW_IP], r)
         self.assertEqual(b.count("www.example.test"), 1)
 
+    def test_rule5_ipv6_nameserver_in_resolv_conf(self):
+        try:
+            a = self.start_fake(host="::1", port=53)
+        except OSError as e:
+            self.skipTest("[::1]:53 is not free: %s" % e)
+        rc = self.write("resolv.conf", "nameserver ::1\n")
+        m = self.start_meshdns("--resolv-conf", rc)
+        r = m.dnsq("www.example.test", "A")
+        self.assertEqual(answer_data(r, "A"), [zones.WWW_IP], r)
+        self.assertEqual(a.count("www.example.test"), 1)
+
     def test_rule5_upstream_flag_wins_over_resolv_conf(self):
         a = self.fake53()
         b = self.start_fake()

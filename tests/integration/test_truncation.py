@@ -182,6 +182,22 @@ class UpstreamTruncation(DnsTestCase):
         self.assertEqual(answer_data(r, "A"), [zones.WWW_IP])
         self.assertEqual(good.count("www.example.test"), 1)
 
+    def test_rules27_30_coalesced_clients_each_get_their_own_size(self):
+        up = self.start_fake()
+        up.delay = 0.8
+        m = self.start_meshdns("--upstream", "127.0.0.1:%d" % up.port,
+                               "--upstream-timeout", "3000")
+        variants = {"udp512": (), "udp1232": ("--edns", "1232"), "tcp": ("--tcp",)}
+        keys = sorted(variants)
+        results = dict(zip(keys, harness.concurrently(
+            lambda k: m.dnsq(MEDIUM, "TXT", *variants[k], timeout_ms=5000), keys)))
+        self.assertEqual(up.count(MEDIUM), 1, "the three shared one upstream query")
+        self.assertIn("tc", results["udp512"]["flags"])
+        self.assertLessEqual(results["udp512"]["size"], 512)
+        for key in ("udp1232", "tcp"):
+            self.assertNotIn("tc", results[key]["flags"], key)
+            self.assertEqual(len(results[key]["answer"]), 12, key)
+
 
 if __name__ == "__main__":
     harness.main()

@@ -10,7 +10,6 @@ counters of dropped replies are not asserted; answers are.
 import random
 import socket
 import struct
-import threading
 
 import dns.flags
 import dns.message
@@ -210,22 +209,12 @@ class Coalescing(DnsTestCase):
                                     "--upstream-timeout", "3000")
 
     def burst(self, queries):
-        """Sends every (name, kwargs) of @queries at once from its own socket; returns the
-        replies (dns.message or None) in order."""
-        replies = [None] * len(queries)
-        start = threading.Barrier(len(queries))
-
-        def one(i):
-            name, kw = queries[i]
-            start.wait(timeout=10)
-            replies[i] = harness.query(self.m.port, name, "A", qid=1000 + i, timeout=5,
-                                       **kw)
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(queries))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=20)
-        return replies
+        """Sends every (name, kwargs) of @queries at once, client i with ID 1000 + i, each
+        from its own socket; returns the replies (dns.message or None) in order."""
+        return harness.concurrently(
+            lambda i: harness.query(self.m.port, queries[i][0], "A", qid=1000 + i,
+                                    timeout=5, **queries[i][1]),
+            list(range(len(queries))))
 
     def check_all_answered(self, replies):
         for i, r in enumerate(replies):
