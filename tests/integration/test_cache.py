@@ -192,6 +192,15 @@ class NegativeCache(DnsTestCase):
         self.assertRcode(r, "NXDOMAIN")
         self.assertEqual(self.up.count("nosuch.example.test"), 1)
 
+    def test_rule33_negative_ttl_counts_down_between_hits(self):
+        r = self.m.dnsq("nosuch.example.test", "A")
+        self.assertEqual(ttls(r, "authority"), [30])
+        time.sleep(2.2)
+        r = self.m.dnsq("nosuch.example.test", "A")
+        self.assertEqual(self.up.count("nosuch.example.test"), 1)
+        (t,) = ttls(r, "authority")
+        self.assertTrue(25 <= t <= 28, "SOA TTL %d after 2.2 s of 30" % t)
+
     def test_rule35_negative_lifetime_follows_the_smaller_soa_field(self):
         cases = [("a.ttl-low.test", 3), ("b.min-low.test", 2)]
         t0 = time.monotonic()

@@ -149,6 +149,19 @@ class ProtocolRules(DnsTestCase):
         self.assertIsNotNone(r["edns"])
         self.assertEqual(r["edns"]["udp"], 1232)
 
+    def test_rule27_notimp_reply_keeps_opt(self):
+        for opcode in ("2", "4"):  # STATUS, NOTIFY (ISC genreport "opcode" test)
+            r = self.m.dnsq("www.example.test", "A", "--edns", "1232", "--opcode", opcode)
+            self.assertRcode(r, "NOTIMP")
+            self.assertIsNotNone(r["edns"], "opcode %s: a query with OPT got no OPT" % opcode)
+            self.assertEqual(r["edns"]["udp"], 1232)
+
+    def test_rule27_formerr_for_qdcount_keeps_a_well_formed_opt(self):
+        for qd, body in ((0, b""), (2, question() + question())):
+            r = self.raw(header(qd=qd, ar=1) + body + opt())
+            self.assertRcode(r, "FORMERR")
+            self.assertIsNotNone(r["edns"], "QDCOUNT %d: a query with OPT got no OPT" % qd)
+
     def test_rule27_edns_version_1_gets_badvers_with_opt(self):
         r = self.m.dnsq("www.example.test", "A", "--edns-version", "1", "--id", "99")
         self.assertRcode(r, "BADVERS")

@@ -110,6 +110,9 @@ class ClusterDnsDefaults(WithUnboundPeers):
         self.assertEqual(self.up.count(name), 1)
         r = m.dnsq(zones.PTR4_NAME, "PTR")
         self.assertEqual(answer_data(r, "PTR"), [zones.PTR_WRONG], r)
+        # rule 34: still the cluster domain's 30 s cap (TTL 3600 at the upstream)
+        r = m.dnsq("kubernetes.default.svc.cluster.local", "A")
+        self.assertEqual([rr["ttl"] for rr in r["answer"]], [30], r)
 
     def test_rule4_kube_dns_service_host_is_the_default(self):
         env = dict(os.environ, KUBE_DNS_SERVICE_HOST="127.0.0.1",
@@ -117,6 +120,36 @@ class ClusterDnsDefaults(WithUnboundPeers):
         m = self.start_meshdns("--upstream", "127.0.0.1:%d" % self.up.port, env=env)
         r = m.dnsq("kube-dns.kube-system.svc.cluster.local", "A")
         self.assertEqual(answer_data(r, "A"), [zones.KUBE_DNS_IP], r)
+
+
+class OwnAddressAsClusterDns(DnsTestCase):
+    """Rule 5: never forward to the agent's own listen addresses, whichever flag names
+    them (NodeLocal DNSCache also listens on the kube-dns service IP)."""
+
+    def test_rule5_own_listen_address_as_cluster_dns_is_skipped(self):
+        kube = self.start_fake(zones.zones_for("kube"))
+        up = self.start_fake()
+        port = harness.free_port()
+        m = self.start_meshdns("--upstream", "127.0.0.1:%d" % up.port,
+                               "--cluster-dns", "127.0.0.1:%d" % port,
+                               "--cluster-dns", "127.0.0.1:%d" % kube.port,
+                               "--upstream-timeout", "3000", port=port)
+        t0 = time.monotonic()
+        r = m.dnsq("kube-dns.kube-system.svc.cluster.local", "A", timeout_ms=10000)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(answer_data(r, "A"), [zones.KUBE_DNS_IP], r)
+        self.assertLess(elapsed, 2.0, "the agent asked itself first and waited a timeout")
+
+    def test_rule5_own_listen_address_as_upstream_is_skipped(self):
+        up = self.start_fake()
+        port = harness.free_port()
+        m = self.start_meshdns("--upstream", "127.0.0.1:%d" % port,
+                               "--upstream", "127.0.0.1:%d" % up.port,
+                               "--upstream-timeout", "3000", port=port)
+        t0 = time.monotonic()
+        r = m.dnsq("www.example.test", "A", timeout_ms=10000)
+        self.assertEqual(answer_data(r, "A"), [zones.WWW_IP], r)
+        self.assertLess(time.monotonic() - t0, 2.0)
 
 
 class DnsmasqAsKubeDns(DnsTestCase):
