@@ -130,6 +130,45 @@ class TcpServing(DnsTestCase):
         self.assertAlive(self.m)
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class TcpNonReadingClient(DnsTestCase):
+    """Rule 24 and reliability.md B6: a client that sends queries and never reads the
+    replies must not make the agent buffer without bound, nor block other clients."""
+
+    def test_rule24_non_reading_client_does_not_grow_the_agent_without_bound(self):
+        up = self.start_fake()
+        m = self.start_meshdns("--upstream", "127.0.0.1:%d" % up.port)
+        m.dnsq("big.example.test", "TXT", "--tcp")  # cached: 3.6 kB per reply
+        before = rss_kib(m.proc.pid)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.addCleanup(s.close)
+        s.connect((harness.HOST, m.port))
+        s.settimeout(3)
+        batch = framed(harness.make_query("big.example.test", "TXT")) * 100
+        sent = 0
+        try:
+            while sent < 20000:  # 20000 replies would be 72 MB
+                s.sendall(batch)
+                sent += 100
+        except socket.timeout:
+            pass  # the agent stopped reading: back-pressure, as it should
+        time.sleep(0.5)
+        grown = rss_kib(m.proc.pid) - before
+        r = m.dnsq("www.example.test", "A")
+        self.assertEqual(harness.answer_data(r, "A"), [zones.WWW_IP], "others are served")
+        self.assertAlive(m)
+        self.assertLess(grown, 16 * 1024, "%d queries unread: the agent grew by %d KiB"
+                        % (sent, grown))
+
+
 class TcpLimits(DnsTestCase):
     """Rule 24: idle timeout and bounded connections."""
 
