@@ -221,6 +221,20 @@ class ListenAddresses(DnsTestCase):
                 self.assertEqual(answer_data(r, "A"), [zones.WWW_IP], (host, opts, r))
         self.assertEqual(up.count(), 1, "the IPv6 upstream asked once, then the cache")
 
+    def test_rule24_wildcard_listen_answers_from_the_address_asked(self):
+        """--listen 0.0.0.0:PORT is accepted; a UDP reply must then leave from the
+        address the query went to, or the client (a connected socket, as glibc's) drops
+        it."""
+        up = self.start_fake()
+        port = harness.free_port()
+        self.start_meshdns("--listen", "0.0.0.0:%d" % port, "--upstream",
+                           "127.0.0.1:%d" % up.port, listen=False, port=port)
+        for host in ("127.0.0.1", "127.0.0.5"):
+            for opts in ((), ("--tcp",)):
+                r = harness.run_dnsq(port, "www.example.test", "A", *opts, host=host,
+                                     timeout_ms=1500)
+                self.assertEqual(answer_data(r, "A"), [zones.WWW_IP], (host, opts, r))
+
 
 if __name__ == "__main__":
     harness.main()
