@@ -44,14 +44,14 @@ struct opts {
 	unsigned qtype;
 	unsigned qclass;
 	bool tcp;
-	int edns;          /* -1: none, else the advertised payload */
+	int edns; /* -1: none, else the advertised payload */
 	unsigned edns_version;
 	bool do_bit;
 	bool cd;
 	bool ad;
 	bool rd;
 	unsigned opcode;
-	long id;           /* -1: random */
+	long id; /* -1: random */
 	unsigned timeout_ms;
 	uint8_t ednsopt[512];
 	size_t ednsopt_len;
@@ -438,7 +438,8 @@ static unsigned print_edns(const uint8_t *m, size_t len)
 					break;
 				if (code == 15 && olen >= 2) {
 					char text[600];
-					size_t tl = olen - 2 < sizeof text - 1 ? olen - 2 : sizeof text - 1;
+					size_t tl = olen - 2 < sizeof text - 1 ? olen - 2
+									       : sizeof text - 1;
 					memcpy(text, m + q + 6, tl);
 					text[tl] = 0;
 					printf("%s{\"code\":%u,\"text\":", first ? "" : ",",
@@ -486,7 +487,7 @@ static void print_reply(const uint8_t *m, size_t len)
 		uint8_t bit;
 		const char *name;
 	} fl[] = { { 2, 0x80, "qr" }, { 2, 0x04, "aa" }, { 2, 0x02, "tc" }, { 2, 0x01, "rd" },
-		   { 3, 0x80, "ra" }, { 3, 0x40, "z" },  { 3, 0x20, "ad" }, { 3, 0x10, "cd" } };
+		   { 3, 0x80, "ra" }, { 3, 0x40, "z" },	 { 3, 0x20, "ad" }, { 3, 0x10, "cd" } };
 	int first = 1;
 	for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++)
 		if (m[fl[i].byte] & fl[i].bit) {
@@ -501,8 +502,7 @@ static void print_reply(const uint8_t *m, size_t len)
 	print_rr_list("additional", ldns_pkt_additional(pkt), false);
 	unsigned ext = print_edns(m, len);
 	unsigned rc = ext << 4 | (m[3] & 0xf);
-	printf(",\"rcode\":\"%s\",\"rcode_num\":%u,\"size\":%zu,\"raw\":", rcode_name(rc), rc,
-	       len);
+	printf(",\"rcode\":\"%s\",\"rcode_num\":%u,\"size\":%zu,\"raw\":", rcode_name(rc), rc, len);
 	json_hex(m, len);
 	printf("}\n");
 	ldns_pkt_free(pkt);
