@@ -243,12 +243,12 @@ class InflightLimits(DnsTestCase):
 
     def check_limit(self, flag):
         up = self.start_fake()
-        up.delay = 1.0
+        up.delay = 2.0  # all six are sent well before the first two are answered
         m = self.start_meshdns("--upstream", "127.0.0.1:%d" % up.port, flag, "2",
-                               "--upstream-timeout", "3000")
+                               "--upstream-timeout", "4000")
         names = ["l%d.example.test" % i for i in range(6)]
         replies = harness.concurrently(  # one client address: 127.0.0.1
-            lambda n: harness.query(m.port, n, "A", timeout=5), names)
+            lambda n: harness.query(m.port, n, "A", timeout=8), names)
         self.assertAlive(m)
         self.assertLessEqual(up.count(), 2, "%s 2: %d upstream queries at once"
                              % (flag, up.count()))
