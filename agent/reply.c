@@ -325,14 +325,16 @@ static int put_rr(const uint8_t *pkt, size_t plen, const struct wire_rr *rr, uin
 	return (int)ttl_off;
 }
 
-/* Finds the cache lifetime and the kind, and caps every TTL in @c to the lifetime, so that a
- * TTL served from the cache never outlives the entry. Positive: the smallest TTL of the
- * answer section (rule 34). Negative: min(SOA TTL, SOA MINIMUM) (RFC 2308, rule 35), and no
- * more than the answer's TTLs (a CNAME before the NXDOMAIN). Both capped by @pol. */
+/* Finds the cache lifetime and the kind, and caps TTLs. Positive: each TTL capped by the
+ * policy, the lifetime is the smallest TTL of the answer section (rule 34); TTLs are
+ * otherwise served as the upstream sent them, lowered by their age (rule 28). Negative:
+ * min(SOA TTL, SOA MINIMUM) capped by the policy (RFC 2308, rule 35), and no more than the
+ * answer's TTLs (a CNAME before the NXDOMAIN); every TTL, the SOA's included, is capped to
+ * that, as RFC 2308 section 5 asks of a cached negative answer. */
 static void apply_ttls(uint8_t *out, struct reply_canon *c, unsigned an_kept, uint8_t rcode,
 		       const int soa_ttl_pos, const struct reply_policy *pol)
 {
-	uint32_t life;
+	uint32_t life, cap;
 	bool negative = rcode == WIRE_RCODE_NXDOMAIN || an_kept == 0;
 
 	c->kind = negative ? REPLY_DENIAL : REPLY_SUCCESS;
@@ -360,11 +362,12 @@ static void apply_ttls(uint8_t *out, struct reply_canon *c, unsigned an_kept, ui
 		if (t < life)
 			life = t;
 	}
+	cap = negative ? life : pol->max_ttl;
 	for (unsigned i = 0; i < c->nttl; i++) {
 		uint32_t t = wire_get32(out + c->ttl_off[i]);
 		if (t > 0x7fffffffU)
 			t = 0;
-		wire_put32(out + c->ttl_off[i], t < life ? t : life);
+		wire_put32(out + c->ttl_off[i], t < cap ? t : cap);
 	}
 	c->ttl = life;
 }
