@@ -713,10 +713,41 @@ static void next_server(struct fwd *f)
 	udp_attempt_start(f);
 }
 
+/* RFC 8767: a client that has waited one upstream timeout gets the expired answer now, if
+ * the cache still holds one (TTL 30, EDE 3); the query goes on in the background and
+ * refreshes the cache when an upstream answers. */
+static void answer_stale(struct fwd *f)
+{
+	struct worker *w = f->w;
+	struct fwd_waiter **pp = &f->waiters, *wt;
+	struct cache_hit hit;
+	uint8_t *out = w->rxbuf;
+
+	if (!w->srv->cfg->stale_window)
+		return;
+	rcu_read_lock();
+	while ((wt = *pp)) {
+		int n = cache_lookup(w->srv->cache, &wt->q, f->key, worker_now_sec(),
+				     wt->tcp == NULL, true, out, WIRE_MAX_MSG, &hit);
+		if (n <= 0) {
+			pp = &wt->next;
+			continue;
+		}
+		stats_inc(&w->stats.cache_stale);
+		answer_waiter(f, wt, out, (size_t)n);
+		*pp = wt->next;
+		f->nwaiters--;
+		client_put(w->fwd, wt->client);
+		free(wt);
+	}
+	rcu_read_unlock();
+}
+
 static void on_timeout(uv_timer_t *t)
 {
 	struct fwd *f = t->data;
 
+	answer_stale(f);
 	f->saw_timeout = 1;
 	stats_inc(&f->w->stats.fwd_timeouts[f->group][f->server]);
 	next_server(f);

@@ -494,9 +494,11 @@ int reply_patch_client(uint8_t *out, size_t len, size_t cap, const uint8_t *ttl_
 			wire_put32(out + off, t > age ? t - age : 0);
 		}
 	}
-	return wire_finish_reply(q, out, len, cap, udp,
-				 stale ? WIRE_EDE_STALE_ANSWER : WIRE_EDE_NONE,
-				 stale ? "serve-stale" : NULL);
+	int ede = WIRE_EDE_NONE;
+	if (stale)
+		ede = (out[3] & WIRE_RCODE_MASK) == WIRE_RCODE_NXDOMAIN ? WIRE_EDE_STALE_NXDOMAIN
+									: WIRE_EDE_STALE_ANSWER;
+	return wire_finish_reply(q, out, len, cap, udp, ede, stale ? "serve-stale" : NULL);
 }
 
 int reply_for_client(const uint8_t *canon, size_t len, const uint8_t *ttl_off, unsigned nttl,
