@@ -1,0 +1,153 @@
+#!/bin/bash
+# The project's benchmark. Every figure is a ratio between servers measured in the same run,
+# with the method of ../shared/bench/compare.sh (whose functions it reuses, so the table is
+# the same one): CPU microseconds the server spends per answered query, from the kernel's
+# accounting of the server process; the server pinned to CPU 0, dnsperf and the upstream
+# (the reflector, which is also the floor) on CPU 1.
+#
+#   bench/run.sh            everything below, in one run
+#   bench/run.sh compare    meshdns next to unbound, dnsmasq, dnsdist, kresd, pdns-recursor
+#   bench/run.sh mesh       mesh answers next to cache hits (PERF.md: within 5 %)
+#   bench/run.sh threads    --threads 1 and 2: CPU per query per thread at the same load
+#   bench/run.sh sync       100,000 ServiceEntries from the test API server (bench/sync_bench.py)
+#
+# Needs root (taskset, peers), the peers (installed on first use with compare.sh install),
+# and ../shared/bench/compare.sh from the project's shared material (COMPARE=path overrides).
+set -u
+cd "$(dirname "$0")/.."
+TOP=$(pwd)
+COMPARE=${COMPARE:-$TOP/../shared/bench/compare.sh}
+[ -f "$COMPARE" ] || { echo "bench: $COMPARE not found (set COMPARE=)" >&2; exit 2; }
+export BENCH_DIR=${BENCH_DIR:-/tmp/meshdns-bench}
+mkdir -p "$BENCH_DIR"
+
+build() {
+	bash scripts/deps.sh
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DMESHDNS_TESTS=OFF >/dev/null &&
+		cmake --build build-bench -j"$(nproc)" --target meshdns >/dev/null || exit 1
+	command -v dnsdist >/dev/null && command -v pdns_recursor >/dev/null ||
+		bash "$COMPARE" install
+}
+
+AGENT_BASE="$TOP/build-bench/meshdns --no-interface --upstream 127.0.0.1:5399 --cluster-dns 127.0.0.1:5399 --metrics off --health off"
+
+compare() {
+	echo "== compare: meshdns and its peers (compare.sh run)"
+	AGENT="$AGENT_BASE --listen 127.0.0.1:5310 --serviceentries none" bash "$COMPARE" run |
+		tee "$BENCH_DIR/compare.txt"
+	awk 'NR>1 && $1=="reflector"{f=$2} NR>1 && $1!="reflector" && $2!="nan"{
+		printf "  %-10s hit/floor %.2f\n", $1, $2/f }' "$BENCH_DIR/compare.txt"
+	awk '$1=="dnsdist"{d=$3} $1=="meshdns"{m=$3} END{ if (d>0) printf "  meshdns miss_us / dnsdist miss_us %.2f\n", m/d }' \
+		"$BENCH_DIR/compare.txt"
+}
+
+# Generates a ServiceEntries list with N hosts in zone bench-mesh (one per entry).
+mesh_file() {
+	/usr/bin/python3 - "$1" "$2" <<'EOF'
+import json, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+items = [{"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+          "metadata": {"name": "svc%d" % i, "namespace": "bench", "uid": "u%d" % i,
+                       "resourceVersion": str(i + 1), "creationTimestamp": "2026-01-01T00:00:00Z"},
+          "spec": {"hosts": ["svc%d.ns.bench-mesh" % i],
+                   "addresses": ["240.%d.%d.%d" % (i >> 16 & 255, i >> 8 & 255, i & 255)],
+                   "location": "MESH_INTERNAL", "resolution": "DNS"}} for i in range(n)]
+json.dump({"apiVersion": "v1", "kind": "List", "items": items}, open(path, "w"))
+EOF
+}
+
+# Starts the reflector and one meshdns (extra flags in $1); sets RPID and APID.
+start_pair() {
+	gcc -O2 -o "$BENCH_DIR/reflector" "$(dirname "$COMPARE")/reflector.c" || exit 1
+	taskset -c 1 "$BENCH_DIR/reflector" 5399 </dev/null >/dev/null 2>&1 &
+	RPID=$!
+	# shellcheck disable=SC2086
+	setsid $AGENT_BASE --listen 127.0.0.1:5310 $1 </dev/null >"$BENCH_DIR/agent.log" 2>&1 &
+	APID=$!
+	sleep 1
+	pin "$APID"
+}
+
+stop_pair() {
+	kill "$APID" "$RPID" 2>/dev/null
+	wait "$APID" "$RPID" 2>/dev/null
+}
+
+mesh() {
+	echo "== mesh: CPU per answer, mesh names next to cache hits, same process and run"
+	mesh_file 1000 "$BENCH_DIR/mesh.json"
+	for i in $(seq 0 999); do echo "svc$i.ns.bench-mesh A"; done >"$BENCH_DIR/mesh.txt"
+	start_pair "--serviceentries $BENCH_DIR/mesh.json"
+	taskset -c 1 dnsperf -s 127.0.0.1 -p 5310 -d "$BENCH_DIR/hot.txt" -n 2 -q 100 >/dev/null 2>&1
+	local hit mesh_us hit2
+	hit=$(per_query 5310 "$APID" "$BENCH_DIR/hot.txt" "$HIT_QPS")
+	mesh_us=$(per_query 5310 "$APID" "$BENCH_DIR/mesh.txt" "$HIT_QPS")
+	hit2=$(per_query 5310 "$APID" "$BENCH_DIR/hot.txt" "$HIT_QPS")
+	stop_pair
+	printf '  hit_us %s, mesh_us %s, hit_us again %s\n' "$hit" "$mesh_us" "$hit2"
+	awk -v h="$hit" -v m="$mesh_us" -v h2="$hit2" \
+		'BEGIN{ printf "  mesh/hit %.3f (hits averaged over both runs)\n", m / ((h + h2) / 2) }'
+}
+
+# CPU microseconds per query of a meshdns with $1 threads while dnsperf offers $2 q/s of hot
+# names from 32 client sockets (so that SO_REUSEPORT spreads them evenly over the threads).
+threads_run() {
+	start_pair "--serviceentries none --threads $1"
+	taskset -c 1 dnsperf -s 127.0.0.1 -p 5310 -d "$BENCH_DIR/hot.txt" -n 2 -q 100 >/dev/null 2>&1
+	local c0 c1 out t
+	c0=$(cpu_ticks "$APID")
+	out=$(taskset -c 1 dnsperf -s 127.0.0.1 -p 5310 -d "$BENCH_DIR/hot.txt" -l "$SECS" -c 32 \
+		-q 2000 -Q "$2" 2>&1)
+	c1=$(cpu_ticks "$APID")
+	for t in /proc/$APID/task/*; do
+		awk -v n="${t##*/}" '{ printf "    thread %s: %d ticks\n", n, $14 + $15 }' "$t/stat"
+	done >"$BENCH_DIR/threads-$1.txt"
+	stop_pair
+	echo "$out" | awk -v c=$((c1 - c0)) -v t="$(getconf CLK_TCK)" \
+		'/Queries completed/{n=$3} END{ if (n > 0) printf "%.2f", c * 1e6 / t / n; else printf "nan" }'
+}
+
+threads() {
+	echo "== threads: CPU per query per thread, --threads 1 at Q/2 and --threads 2 at Q"
+	echo "   Each worker thread sees the same load in both runs. The machine has 2 cores and"
+	echo "   dnsperf needs one, so both workers share CPU 0: if no lock or shared cache line"
+	echo "   were contended, CPU per query is the same, and each thread on its own core would"
+	echo "   serve what one thread serves alone. Sharing one core adds context switches, so the"
+	echo "   figure is conservative."
+	local q=$((HIT_QPS / 2)) one two
+	one=$(threads_run 1 "$q")
+	two=$(threads_run 2 $((2 * q)))
+	printf '  cpu_us/query: threads=1 at %d q/s %s, threads=2 at %d q/s %s\n' "$q" "$one" $((2 * q)) "$two"
+	cat "$BENCH_DIR/threads-2.txt"
+	awk -v a="$one" -v b="$two" 'BEGIN{ printf "  throughput ratio with 2 idle cores (2 x cpu1/cpu2): %.2f\n", 2 * a / b }'
+}
+
+sync_bench() {
+	echo "== sync: 100,000 ServiceEntries from the test API server"
+	if [ -f bench/sync_bench.py ]; then
+		/usr/bin/python3 bench/sync_bench.py --meshdns "$TOP/build-bench/meshdns"
+	else
+		echo "  bench/sync_bench.py is not in this tree"
+	fi
+}
+
+COMPARE_LIB=1 source "$COMPARE"
+queries
+build
+case "${1:-all}" in
+compare) compare ;;
+mesh) mesh ;;
+threads) threads ;;
+sync) sync_bench ;;
+all)
+	echo "machine: $(nproc) cores, $(awk '/model name/{$1=$2=$3="";print;exit}' /proc/cpuinfo), $(uname -r)"
+	compare
+	mesh
+	threads
+	sync_bench
+	;;
+*)
+	echo "usage: bench/run.sh [all|compare|mesh|threads|sync]" >&2
+	exit 2
+	;;
+esac
