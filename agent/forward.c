@@ -325,6 +325,14 @@ static const struct sockaddr_storage *current_server(const struct fwd *f)
 }
 
 static void next_server(struct fwd *f);
+
+/* The current attempt failed on the network (refused, reset, unreachable): next server. */
+static void neterr(struct fwd *f)
+{
+	f->saw_neterr = 1;
+	next_server(f);
+}
+
 static void fwd_finish(struct fwd *f, const uint8_t *pkt, const struct wire_reply *r);
 static void tcp_attempt_start(struct fwd *f);
 
@@ -378,8 +386,7 @@ static void udp_attempt_start(struct fwd *f)
 	arm_timer(f);
 	return;
 neterr:
-	f->saw_neterr = 1;
-	next_server(f);
+	neterr(f);
 }
 
 /* Checks a reply read from an attempt. Returns 1 when it is the answer (or a verdict on the
@@ -453,8 +460,7 @@ static void udp_attempt_read(struct fwd_udp *u)
 			if (errno == EAGAIN || errno == EINTR)
 				return;
 			/* ECONNREFUSED: the server's port is closed (ICMP); try the next one */
-			f->saw_neterr = 1;
-			next_server(f);
+			neterr(f);
 			return;
 		}
 		if (n > WIRE_MAX_MSG)
@@ -525,8 +531,7 @@ static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	if (f->tcp != t)
 		return;
 	if (nread < 0) {
-		f->saw_neterr = 1;
-		next_server(f);
+		neterr(f);
 		return;
 	}
 	t->inlen += (size_t)nread;
@@ -546,8 +551,7 @@ static void on_tcp_written(uv_write_t *req, int status)
 	struct fwd_tcp *t = req->data;
 
 	if (status < 0 && t->f->tcp == t) {
-		t->f->saw_neterr = 1;
-		next_server(t->f);
+		neterr(t->f);
 	}
 }
 
@@ -559,8 +563,7 @@ static void on_tcp_connected(uv_connect_t *req, int status)
 	if (f->tcp != t)
 		return;
 	if (status < 0) {
-		f->saw_neterr = 1;
-		next_server(f);
+		neterr(f);
 		return;
 	}
 	t->connected = true;
@@ -568,8 +571,7 @@ static void on_tcp_connected(uv_connect_t *req, int status)
 	t->write.data = t;
 	if (uv_write(&t->write, (uv_stream_t *)&t->tcp, &buf, 1, on_tcp_written) < 0 ||
 	    uv_read_start((uv_stream_t *)&t->tcp, on_tcp_alloc, on_tcp_read) < 0) {
-		f->saw_neterr = 1;
-		next_server(f);
+		neterr(f);
 	}
 }
 
@@ -595,8 +597,7 @@ static void tcp_attempt_start(struct fwd *f)
 	arm_timer(f);
 	if (uv_tcp_connect(&t->connect, &t->tcp, (const struct sockaddr *)current_server(f),
 			   on_tcp_connected) < 0) {
-		f->saw_neterr = 1;
-		next_server(f);
+		neterr(f);
 	}
 }
 

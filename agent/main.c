@@ -40,6 +40,25 @@ struct agent {
 	bool stopping;
 };
 
+/* Adds @n servers to @g, skipping our own listen addresses (rule 5: a query sent there would
+ * come back to us). */
+static void add_servers(struct upstream_group *g, const struct sockaddr_storage *list, size_t n,
+			const struct config *cfg, const char *flag)
+{
+	char text[80];
+
+	for (size_t i = 0; i < n; i++) {
+		bool own = false;
+		for (size_t k = 0; k < cfg->nlisten; k++)
+			own |= config_addr_equal(&list[i], &cfg->listen[k]);
+		if (own)
+			log_warn("main", "%s %s is one of our own listen addresses: skipped", flag,
+				 config_addr_text(&list[i], text, sizeof text));
+		else
+			g->addr[g->n++] = list[i];
+	}
+}
+
 static int setup_upstreams(struct agent *a)
 {
 	struct config *cfg = &a->cfg;
@@ -49,17 +68,7 @@ static int setup_upstreams(struct agent *a)
 	int r;
 
 	if (cfg->nupstream) {
-		for (size_t i = 0; i < cfg->nupstream; i++) {
-			bool own = false;
-			for (size_t k = 0; k < cfg->nlisten; k++)
-				own |= config_addr_equal(&cfg->upstream[i], &cfg->listen[k]);
-			if (own)
-				log_warn("main", "--upstream %s is one of our own listen addresses: "
-						 "skipped",
-					 config_addr_text(&cfg->upstream[i], text, sizeof text));
-			else
-				up->addr[up->n++] = cfg->upstream[i];
-		}
+		add_servers(up, cfg->upstream, cfg->nupstream, cfg, "--upstream");
 	} else {
 		r = resolvconf_read(cfg->resolv_conf, RESOLVCONF_SYSTEMD_PATH, cfg->listen,
 				    cfg->nlisten, up->addr, CONFIG_MAX_SERVERS);
@@ -75,17 +84,7 @@ static int setup_upstreams(struct agent *a)
 				  "nameserver lines other than our own addresses");
 		return -ENOENT;
 	}
-	for (size_t i = 0; i < cfg->ncluster_dns; i++) {
-		bool own = false;
-		for (size_t k = 0; k < cfg->nlisten; k++)
-			own |= config_addr_equal(&cfg->cluster_dns[i], &cfg->listen[k]);
-		if (own)
-			log_warn("main", "--cluster-dns %s is one of our own listen addresses: "
-					 "skipped",
-				 config_addr_text(&cfg->cluster_dns[i], text, sizeof text));
-		else
-			cl->addr[cl->n++] = cfg->cluster_dns[i];
-	}
+	add_servers(cl, cfg->cluster_dns, cfg->ncluster_dns, cfg, "--cluster-dns");
 	if (cl->n == 0) {
 		log_warn("main", "no cluster DNS (--cluster-dns, $KUBE_DNS_SERVICE_HOST): names "
 				 "under %s and reverse zones go to the upstream servers",

@@ -259,7 +259,7 @@ static int put_rr(const uint8_t *pkt, size_t plen, const struct wire_rr *rr, uin
 		  size_t cap, size_t *n)
 {
 	size_t rdstart, p = rr->rdata, end = (size_t)rr->rdata + rr->rdlen, ttl_off;
-	unsigned names = 0, skip = 0, tail = 0;
+	struct wire_rdata_layout l;
 	int r;
 
 	r = put_name(pkt, plen, rr->owner, out, cap, n);
@@ -271,43 +271,12 @@ static int put_rr(const uint8_t *pkt, size_t plen, const struct wire_rr *rr, uin
 	ttl_off = *n + 4;
 	*n += 10;
 	rdstart = *n;
-	switch (rr->type) {
-	case WIRE_TYPE_NS:
-	case WIRE_TYPE_CNAME:
-	case WIRE_TYPE_PTR:
-	case WIRE_TYPE_MB:
-	case WIRE_TYPE_MG:
-	case WIRE_TYPE_MR:
-	case WIRE_TYPE_DNAME:
-		names = 1;
-		break;
-	case WIRE_TYPE_MX:
-	case WIRE_TYPE_AFSDB:
-	case WIRE_TYPE_RT:
-		skip = 2;
-		names = 1;
-		break;
-	case WIRE_TYPE_SRV:
-		skip = 6;
-		names = 1;
-		break;
-	case WIRE_TYPE_MINFO:
-	case WIRE_TYPE_RP:
-		names = 2;
-		break;
-	case WIRE_TYPE_SOA:
-		names = 2;
-		tail = 20;
-		break;
-	default:
-		break;
-	}
-	if (names == 0) {
+	if (!wire_rdata_layout(rr->type, &l)) {
 		r = put_bytes(pkt + p, rr->rdlen, out, cap, n);
 	} else {
-		r = put_bytes(pkt + p, skip, out, cap, n);
-		p += skip;
-		for (unsigned k = 0; r == 0 && k < names; k++) {
+		r = put_bytes(pkt + p, l.skip, out, cap, n);
+		p += l.skip;
+		for (unsigned k = 0; r == 0 && k < l.names; k++) {
 			r = put_name(pkt, end, p, out, cap, n);
 			if (r >= 0) {
 				p = (size_t)r;
@@ -315,7 +284,7 @@ static int put_rr(const uint8_t *pkt, size_t plen, const struct wire_rr *rr, uin
 			}
 		}
 		if (r == 0)
-			r = (p + tail == end) ? put_bytes(pkt + p, tail, out, cap, n) : -EBADMSG;
+			r = (p + l.tail == end) ? put_bytes(pkt + p, l.tail, out, cap, n) : -EBADMSG;
 	}
 	if (r < 0)
 		return r;

@@ -50,28 +50,12 @@ struct tcp_write {
 int tcp_listener_open(struct worker *w, struct tcp_listener *l,
 		      const struct sockaddr_storage *addr)
 {
-	int one = 1, fd, r;
-	socklen_t alen = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						     : sizeof(struct sockaddr_in);
+	int fd = worker_listen_socket(addr, SOCK_STREAM), r;
 
 	memset(l, 0, sizeof *l);
 	l->w = w;
-	fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-	if (addr->ss_family == AF_INET6) {
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-		setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
-	} else {
-		setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
-	}
-	if (bind(fd, (const struct sockaddr *)addr, alen) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
+		return fd;
 	r = uv_tcp_init(&w->loop, &l->tcp);
 	if (r == 0)
 		r = uv_tcp_open(&l->tcp, fd);

@@ -59,32 +59,16 @@ struct udp_batch *udp_batch_new(void)
 int udp_listener_open(struct worker *w, struct udp_listener *l,
 		      const struct sockaddr_storage *addr)
 {
-	int one = 1, fd, r;
-	socklen_t alen = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						     : sizeof(struct sockaddr_in);
+	int fd = worker_listen_socket(addr, SOCK_DGRAM);
 
 	memset(l, 0, sizeof *l);
 	l->w = w;
 	l->v6 = addr->ss_family == AF_INET6;
-	fd = socket(addr->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-	/* Bind even if the address is not (yet) on the interface: netlink puts it back. */
-	if (l->v6) {
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-		setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
-	} else {
-		setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
-	}
+		return fd;
 	int rcvbuf = 4 << 20;
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-	if (bind(fd, (const struct sockaddr *)addr, alen) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
 	l->fd = fd;
 	return 0;
 }

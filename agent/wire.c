@@ -142,18 +142,12 @@ int wire_skip_name(const uint8_t *pkt, size_t len, size_t off)
 	}
 }
 
-/* Checks the names inside the RDATA of the RFC 1035 types (and SRV, DNAME) so that they are
- * well-formed and fill RDLENGTH exactly. */
-static int check_rdata(const uint8_t *pkt, const struct wire_rr *rr)
+bool wire_rdata_layout(uint16_t type, struct wire_rdata_layout *l)
 {
-	size_t p = rr->rdata, end = (size_t)rr->rdata + rr->rdlen;
-	int r;
-
-	switch (rr->type) {
-	case WIRE_TYPE_A:
-		return rr->rdlen == 4 ? 0 : -EBADMSG;
-	case WIRE_TYPE_AAAA:
-		return rr->rdlen == 16 ? 0 : -EBADMSG;
+	l->skip = 0;
+	l->names = 1;
+	l->tail = 0;
+	switch (type) {
 	case WIRE_TYPE_NS:
 	case WIRE_TYPE_CNAME:
 	case WIRE_TYPE_PTR:
@@ -161,42 +155,52 @@ static int check_rdata(const uint8_t *pkt, const struct wire_rr *rr)
 	case WIRE_TYPE_MG:
 	case WIRE_TYPE_MR:
 	case WIRE_TYPE_DNAME:
-		r = walk_name(pkt, end, p, NULL, NULL, false);
-		break;
+		return true;
 	case WIRE_TYPE_MX:
 	case WIRE_TYPE_AFSDB:
 	case WIRE_TYPE_RT:
-		if (rr->rdlen < 3)
-			return -EBADMSG;
-		r = walk_name(pkt, end, p + 2, NULL, NULL, false);
-		break;
+		l->skip = 2;
+		return true;
 	case WIRE_TYPE_SRV:
-		if (rr->rdlen < 7)
-			return -EBADMSG;
-		r = walk_name(pkt, end, p + 6, NULL, NULL, false);
-		break;
+		l->skip = 6;
+		return true;
 	case WIRE_TYPE_MINFO:
 	case WIRE_TYPE_RP:
-		r = walk_name(pkt, end, p, NULL, NULL, false);
-		if (r < 0)
-			return r;
-		r = walk_name(pkt, end, (size_t)r, NULL, NULL, false);
-		break;
+		l->names = 2;
+		return true;
 	case WIRE_TYPE_SOA:
-		r = walk_name(pkt, end, p, NULL, NULL, false);
-		if (r < 0)
-			return r;
-		r = walk_name(pkt, end, (size_t)r, NULL, NULL, false);
-		if (r < 0)
-			return r;
-		r += 20;
-		break;
+		l->names = 2;
+		l->tail = 20;
+		return true;
 	default:
-		return 0;
+		l->names = 0;
+		return false;
 	}
-	if (r < 0)
-		return r;
-	return (size_t)r == end ? 0 : -EBADMSG;
+}
+
+/* Checks the RDATA of types with a fixed size or names inside (wire_rdata_layout): the names
+ * are well-formed and everything fills RDLENGTH exactly. */
+static int check_rdata(const uint8_t *pkt, const struct wire_rr *rr)
+{
+	size_t p = rr->rdata, end = (size_t)rr->rdata + rr->rdlen;
+	struct wire_rdata_layout l;
+
+	if (rr->type == WIRE_TYPE_A)
+		return rr->rdlen == 4 ? 0 : -EBADMSG;
+	if (rr->type == WIRE_TYPE_AAAA)
+		return rr->rdlen == 16 ? 0 : -EBADMSG;
+	if (!wire_rdata_layout(rr->type, &l))
+		return 0;
+	if (rr->rdlen < l.skip + l.names + l.tail)
+		return -EBADMSG;
+	p += l.skip;
+	for (unsigned k = 0; k < l.names; k++) {
+		int r = walk_name(pkt, end, p, NULL, NULL, false);
+		if (r < 0)
+			return r;
+		p = (size_t)r;
+	}
+	return p + l.tail == end ? 0 : -EBADMSG;
 }
 
 int wire_next_rr(const uint8_t *pkt, size_t len, size_t off, struct wire_rr *rr)

@@ -238,6 +238,18 @@ struct wire_rr {
 	uint16_t end;     /* offset just past the RR */
 };
 
+/* Where the domain names sit in the RDATA of a type: @skip bytes, then @names names in a
+ * row, then @tail bytes. */
+struct wire_rdata_layout {
+	unsigned skip;
+	unsigned names;
+	unsigned tail;
+};
+
+/* Fills @l for the types whose RDATA holds names that may be compressed (the RFC 1035 types)
+ * or must be checked (SRV, DNAME). Returns false for every other type (@l->names = 0). */
+bool wire_rdata_layout(uint16_t type, struct wire_rdata_layout *l);
+
 /* Locates the RR at @off (owner name checked, RDATA inside the message). Returns 0 or
  * -EBADMSG. */
 int wire_next_rr(const uint8_t *pkt, size_t len, size_t off, struct wire_rr *rr);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 #include <urcu/urcu-memb.h>
 
 #include "agent/cache.h"
@@ -28,6 +29,34 @@ uint64_t worker_now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int worker_listen_socket(const struct sockaddr_storage *addr, int type)
+{
+	int one = 1, fd, r;
+	socklen_t alen = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						     : sizeof(struct sockaddr_in);
+
+	fd = socket(addr->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (type == SOCK_STREAM)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	/* Every worker, and a newer instance during an upgrade, binds the same address. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	/* Bind even if the address is not (yet) on the interface: netlink puts it back. */
+	if (addr->ss_family == AF_INET6) {
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+		setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
+	} else {
+		setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+	}
+	if (bind(fd, (const struct sockaddr *)addr, alen) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
 }
 
 uint16_t worker_random16(struct worker *w)

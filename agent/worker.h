@@ -103,6 +103,10 @@ void worker_join_free(struct worker *w);
 uint32_t worker_now_sec(void);
 uint64_t worker_now_us(void);
 
+/* A non-blocking socket of @type (SOCK_DGRAM or SOCK_STREAM) bound to @addr with
+ * SO_REUSEPORT and IP_FREEBIND. Returns the descriptor or a negative errno. */
+int worker_listen_socket(const struct sockaddr_storage *addr, int type);
+
 /* Two random bytes from getrandom (buffered per worker). */
 uint16_t worker_random16(struct worker *w);
 
