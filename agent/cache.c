@@ -52,8 +52,10 @@ struct cache_table {
 #define SLOT_PTR   ((UINT64_C(1) << 48) - 1)
 /* LeakSanitizer does not recognise a pointer with bits above 48 set, so sanitizer builds keep
  * slots untagged (probes then look at every entry: slower, same answers). */
-#if defined(__SANITIZE_ADDRESS__) || defined(__has_feature)
-#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#if defined(__SANITIZE_ADDRESS__)
+#define SLOT_TAG 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
 #define SLOT_TAG 0
 #endif
 #endif

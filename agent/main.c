@@ -165,14 +165,19 @@ static void on_signal(uv_signal_t *s, int signum)
 {
 	struct agent *a = s->data;
 
-	if (a->stopping)
+	/* The handlers stay installed until the end: a second signal (Ctrl-C twice, an init
+	 * that signals the whole group) must not kill us half way through the teardown. */
+	if (a->stopping) {
+		log_info("main", "%s: already stopping", strsignal(signum));
 		return;
+	}
 	a->stopping = true;
 	log_info("main", "%s: draining and stopping", strsignal(signum));
 	for (unsigned i = 0; i < a->srv.nworkers; i++)
 		worker_stop(a->srv.workers[i]);
-	uv_close((uv_handle_t *)&a->sigterm, on_handle_closed);
-	uv_close((uv_handle_t *)&a->sigint, on_handle_closed);
+	/* still handled, but no longer a reason for the loop to run */
+	uv_unref((uv_handle_t *)&a->sigterm);
+	uv_unref((uv_handle_t *)&a->sigint);
 	uv_stop(a->loop);
 }
 
@@ -327,11 +332,12 @@ out:
 		nlink_stop(a->nlink, teardown);
 	}
 	if (a->loop) {
-		if (!a->stopping && uv_is_active((uv_handle_t *)&a->sigterm)) {
+		uv_run(a->loop, UV_RUN_DEFAULT); /* source, netlink: their close callbacks */
+		if (uv_is_active((uv_handle_t *)&a->sigterm)) {
 			uv_close((uv_handle_t *)&a->sigterm, on_handle_closed);
 			uv_close((uv_handle_t *)&a->sigint, on_handle_closed);
+			uv_run(a->loop, UV_RUN_DEFAULT);
 		}
-		uv_run(a->loop, UV_RUN_DEFAULT);
 		uv_loop_close(a->loop);
 	}
 	sestore_free(a->store);
