@@ -36,6 +36,7 @@ enum {
 	OPT_NEG_TTL,
 	OPT_STALE_WINDOW,
 	OPT_THREADS,
+	OPT_SYNC_WAIT,
 	OPT_UPSTREAM_TIMEOUT,
 	OPT_TCP_IDLE_TIMEOUT,
 	OPT_MAX_TCP_CONNECTIONS,
@@ -71,6 +72,7 @@ static const struct option long_options[] = {
 	{ "neg-ttl", required_argument, NULL, OPT_NEG_TTL },
 	{ "stale-window", required_argument, NULL, OPT_STALE_WINDOW },
 	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "sync-wait", required_argument, NULL, OPT_SYNC_WAIT },
 	{ "upstream-timeout", required_argument, NULL, OPT_UPSTREAM_TIMEOUT },
 	{ "tcp-idle-timeout", required_argument, NULL, OPT_TCP_IDLE_TIMEOUT },
 	{ "max-tcp-connections", required_argument, NULL, OPT_MAX_TCP_CONNECTIONS },
@@ -127,6 +129,8 @@ static const char usage[] =
 	"  --use-auto-allocated        use status.addresses of entries without spec.addresses\n"
 	"                              (default off)\n"
 	"  --mesh-ttl SECONDS          TTL of local mesh answers (default 30)\n"
+	"  --sync-wait SECONDS         serve only once ServiceEntries are synced, or after this\n"
+	"                              long (default 10)\n"
 	"  --kube-api URL              API server (default in-cluster)\n"
 	"  --kube-token-file PATH      bearer token (default in-cluster service account token)\n"
 	"  --kube-ca-file PATH         CA bundle (default in-cluster ca.crt)\n"
@@ -326,6 +330,7 @@ static void set_defaults(struct config *c)
 	c->neg_ttl = 300;
 	c->stale_window = 86400;
 	c->threads = 1;
+	c->sync_wait = 10;
 	c->upstream_timeout_ms = 2000;
 	c->tcp_idle_ms = 10000;
 	c->max_tcp_conns = 1024;
@@ -347,6 +352,7 @@ static const struct num_flag num_flags[] = {
 	{ OPT_NEG_TTL, "--neg-ttl", 0, 86400 },
 	{ OPT_STALE_WINDOW, "--stale-window", 0, 604800 },
 	{ OPT_THREADS, "--threads", 1, CONFIG_MAX_THREADS },
+	{ OPT_SYNC_WAIT, "--sync-wait", 0, 3600 },
 	{ OPT_UPSTREAM_TIMEOUT, "--upstream-timeout", 10, 60000 },
 	{ OPT_TCP_IDLE_TIMEOUT, "--tcp-idle-timeout", 100, 600000 },
 	{ OPT_MAX_TCP_CONNECTIONS, "--max-tcp-connections", 1, 1000000 },
@@ -371,6 +377,9 @@ static void store_num(struct config *c, int opt, unsigned long v)
 		break;
 	case OPT_THREADS:
 		c->threads = (unsigned)v;
+		break;
+	case OPT_SYNC_WAIT:
+		c->sync_wait = (uint32_t)v;
 		break;
 	case OPT_UPSTREAM_TIMEOUT:
 		c->upstream_timeout_ms = (uint32_t)v;

@@ -55,6 +55,7 @@ struct config {
 	uint32_t neg_ttl;
 	uint32_t stale_window;             /* seconds an expired answer may still be served */
 	unsigned threads;
+	uint32_t sync_wait;                /* seconds to wait for the first sync before serving */
 	uint32_t upstream_timeout_ms;
 	uint32_t tcp_idle_ms;
 	unsigned max_tcp_conns;            /* per worker thread */

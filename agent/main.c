@@ -37,6 +37,10 @@ struct agent {
 	struct nlink *nlink;
 	struct sestore *store;
 	struct filesrc *filesrc;
+	uv_timer_t sync_wait;
+	uint64_t sync_deadline;
+	int status;
+	bool serving;
 	bool stopping;
 };
 
@@ -238,6 +242,45 @@ static int start_workers(struct agent *a)
 	return 0;
 }
 
+static bool mesh_synced(struct agent *a)
+{
+	struct meshview_info info;
+
+	rcu_read_lock();
+	meshview_get_info(meshtab_view(a->srv.mesh), &info);
+	rcu_read_unlock();
+	return info.synced;
+}
+
+static void on_sync_wait(uv_timer_t *t)
+{
+	struct agent *a = t->data;
+	bool synced = mesh_synced(a);
+
+	if (a->stopping) {
+		uv_close((uv_handle_t *)t, on_handle_closed);
+		return;
+	}
+	if (!synced && uv_now(a->loop) < a->sync_deadline)
+		return;
+	uv_close((uv_handle_t *)t, on_handle_closed);
+	if (!synced)
+		log_warn("main", "ServiceEntries not synced after %u s (--sync-wait): serving "
+				 "anyway; names in --zone zones get SERVFAIL until the first sync",
+			 a->cfg.sync_wait);
+	if (start_workers(a) < 0) {
+		a->status = 1;
+		a->stopping = true;
+		uv_unref((uv_handle_t *)&a->sigterm);
+		uv_unref((uv_handle_t *)&a->sigint);
+		uv_stop(a->loop);
+		return;
+	}
+	a->serving = true;
+	log_info("main", "meshdns %s serving with %u thread%s", MESHDNS_VERSION, a->cfg.threads,
+		 a->cfg.threads == 1 ? "" : "s");
+}
+
 static void stop_workers(struct agent *a)
 {
 	for (unsigned i = 0; i < a->srv.nworkers; i++)
@@ -307,19 +350,22 @@ int main(int argc, char **argv)
 		if (nlink_start(&a->nlink, a->loop, &nopts) < 0)
 			goto out;
 	}
-	if (start_workers(a) < 0)
-		goto out;
-
 	uv_signal_init(a->loop, &a->sigterm);
 	uv_signal_init(a->loop, &a->sigint);
 	a->sigterm.data = a;
 	a->sigint.data = a;
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&a->sigint, on_signal, SIGINT);
-	log_info("main", "meshdns %s serving with %u thread%s", MESHDNS_VERSION, a->cfg.threads,
-		 a->cfg.threads == 1 ? "" : "s");
+	/* Bind and serve once the mesh table is synced (or --sync-wait ran out), so that mesh
+	 * names are never forwarded upstream while the first list is read: during a rolling
+	 * update the previous instance keeps answering them until then. */
+	uv_timer_init(a->loop, &a->sync_wait);
+	a->sync_wait.data = a;
+	a->sync_deadline = uv_now(a->loop) + (uint64_t)a->cfg.sync_wait * 1000;
+	a->status = 0;
+	uv_timer_start(&a->sync_wait, on_sync_wait, 0, 20);
 	uv_run(a->loop, UV_RUN_DEFAULT);
-	status = 0;
+	status = a->status;
 out:
 	stop_source(a);
 	stop_workers(a);
