@@ -1,11 +1,12 @@
 /* meshdns: start-up, the control loop, shutdown.
  *
  * Order at start: flags (exit 2 on a bad one, before anything is touched); upstream servers;
- * the cache and mesh table; the interface and addresses (netlink); sockets bound for every
- * worker (exit 1 if a port is taken); worker threads; the ServiceEntry source and the HTTP
- * endpoints on the control loop. SIGTERM and SIGINT drain the workers (new queries go to a
- * newer instance on the same address, queued ones are answered), remove the interface unless
- * another instance still serves it, and exit 0.
+ * the cache and mesh table; the interface and addresses (netlink); the HTTP ports and the
+ * sockets of every worker (exit 1 if a port is taken); worker threads; the HTTP endpoints on
+ * their own thread; the ServiceEntry source on the control loop. SIGTERM and SIGINT close
+ * the HTTP ports, drain the workers (new queries go to a newer instance on the same address,
+ * queued ones are answered), remove the interface unless another instance still serves it,
+ * and exit 0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 
 #include "agent/cache.h"
 #include "agent/config.h"
+#include "agent/http.h"
 #include "agent/log.h"
 #include "agent/meshtab.h"
 #include "agent/resolvconf.h"
@@ -33,6 +35,7 @@ struct agent {
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	struct nlink *nlink;
+	struct http *http;
 	bool stopping;
 };
 
@@ -262,7 +265,10 @@ int main(int argc, char **argv)
 		if (nlink_start(&a->nlink, a->loop, &nopts) < 0)
 			goto out;
 	}
-	if (start_workers(a) < 0)
+	struct http_opts hopts = { .srv = &a->srv, .nlink = a->nlink };
+	if (http_new(&hopts, &a->http) < 0)
+		goto out;
+	if (start_workers(a) < 0 || http_start(a->http) < 0)
 		goto out;
 
 	uv_signal_init(a->loop, &a->sigterm);
@@ -276,6 +282,7 @@ int main(int argc, char **argv)
 	uv_run(a->loop, UV_RUN_DEFAULT);
 	status = 0;
 out:
+	http_free(a->http);
 	stop_workers(a);
 	if (a->nlink) {
 		bool teardown = !a->cfg.skip_teardown;

@@ -67,6 +67,8 @@ enum stats_overload {
 #define STATS_MAX_SERVERS 8
 enum stats_group { STATS_GROUP_CLUSTER = 0, STATS_GROUP_UPSTREAM, STATS_GROUPS };
 
+/* Every field is an _Atomic uint64_t (stats_sum adds them up as one array) and heartbeat_ms
+ * stays last (it is not added up). */
 struct stats {
 	_Atomic uint64_t requests[2][2][STATS_ZONES][STATS_QTYPES]; /* [tcp][ipv6][zone][type] */
 	_Atomic uint64_t responses[STATS_ZONES][STATS_RCODES];
@@ -108,6 +110,10 @@ static inline uint64_t stats_get(const _Atomic uint64_t *c)
 {
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
+
+/* Adds every counter and gauge of @src (another thread's, read with relaxed loads) into
+ * @dst, which only the caller writes. heartbeat_ms is left alone. */
+void stats_sum(struct stats *dst, const struct stats *src);
 
 /* Maps a QTYPE to its label bucket. */
 enum stats_qtype stats_qtype_of(uint16_t qtype);
