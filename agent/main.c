@@ -268,7 +268,7 @@ int main(int argc, char **argv)
 	struct http_opts hopts = { .srv = &a->srv, .nlink = a->nlink };
 	if (http_new(&hopts, &a->http) < 0)
 		goto out;
-	if (start_workers(a) < 0 || http_start(a->http) < 0)
+	if (start_workers(a) < 0)
 		goto out;
 
 	uv_signal_init(a->loop, &a->sigterm);
@@ -277,6 +277,8 @@ int main(int argc, char **argv)
 	a->sigint.data = a;
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&a->sigint, on_signal, SIGINT);
+	if (http_start(a->http) < 0)
+		goto out;
 	log_info("main", "meshdns %s serving with %u thread%s", MESHDNS_VERSION, a->cfg.threads,
 		 a->cfg.threads == 1 ? "" : "s");
 	uv_run(a->loop, UV_RUN_DEFAULT);
