@@ -91,7 +91,7 @@ struct cache {
 	struct retire_batch *retire;
 	_Atomic uint64_t bytes;
 	_Atomic uint64_t entries[2];
-	_Atomic uint64_t evictions;
+	_Atomic uint64_t evictions[2]; /* by enum reply_kind */
 	_Atomic uint64_t expired;
 };
 
@@ -357,8 +357,8 @@ static void evict(struct cache *c, uint64_t need, size_t max_live, uint32_t now)
 						  memory_order_relaxed);
 			continue;
 		}
+		atomic_fetch_add(&c->evictions[(e->flags & FLAG_DENIAL) ? 1 : 0], 1);
 		slot_remove(c, t, i, e);
-		atomic_fetch_add(&c->evictions, 1);
 	}
 }
 
@@ -451,7 +451,9 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->entries[0] = atomic_load(&c->entries[0]);
 	st->entries[1] = atomic_load(&c->entries[1]);
 	st->bytes = atomic_load(&c->bytes);
-	st->evictions = atomic_load(&c->evictions);
+	st->evicted[0] = atomic_load(&c->evictions[0]);
+	st->evicted[1] = atomic_load(&c->evictions[1]);
+	st->evictions = st->evicted[0] + st->evicted[1];
 	st->expired = atomic_load(&c->expired);
 	st->slots = atomic_load(&c->table)->mask + 1;
 }

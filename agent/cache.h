@@ -67,6 +67,7 @@ struct cache_stats {
 	uint64_t entries[2]; /* by enum reply_kind */
 	uint64_t bytes;
 	uint64_t evictions;  /* removed to make room */
+	uint64_t evicted[2]; /* the same, by enum reply_kind */
 	uint64_t expired;    /* removed by the sweep */
 	uint64_t slots;
 };

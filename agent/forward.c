@@ -73,6 +73,7 @@ struct fwd {
 	uint64_t key;
 	uint8_t group;
 	uint8_t zone;
+	uint8_t qtype;       /* enum stats_qtype */
 	uint8_t server;      /* index of the server asked now */
 	uint8_t tried;       /* servers asked so far */
 	uint8_t done;        /* answered or failed: no more attempts */
@@ -609,8 +610,7 @@ static void answer_waiter(struct fwd *f, struct fwd_waiter *wt, const uint8_t *m
 	uint64_t us = worker_now_us() - wt->t0_us;
 
 	serve_count_response(&w->stats, f->zone, msg[3] & WIRE_RCODE_MASK);
-	stats_inc(&w->stats.duration[f->zone][stats_bucket_of(us)]);
-	stats_add(&w->stats.duration_sum_us[f->zone], us);
+	stats_observe(&w->stats, f->zone, f->qtype, us);
 	if (wt->tcp)
 		tcp_conn_answer(wt->tcp, msg, len);
 	else
@@ -768,6 +768,7 @@ static struct fwd *fwd_new(struct worker *w, const struct wire_query *q,
 	f->key = res->key;
 	f->group = res->group;
 	f->zone = res->zone;
+	f->qtype = res->qtype;
 	copy_query(&f->q, f->raw, q);
 	uv_timer_init(&w->loop, &f->timer);
 	f->timer.data = f;

@@ -1,11 +1,12 @@
 /* meshdns: start-up, the control loop, shutdown.
  *
  * Order at start: flags (exit 2 on a bad one, before anything is touched); upstream servers;
- * the cache and mesh table; the interface and addresses (netlink); sockets bound for every
- * worker (exit 1 if a port is taken); worker threads; the ServiceEntry source and the HTTP
- * endpoints on the control loop. SIGTERM and SIGINT drain the workers (new queries go to a
- * newer instance on the same address, queued ones are answered), remove the interface unless
- * another instance still serves it, and exit 0.
+ * the cache and mesh table; the interface and addresses (netlink); the HTTP ports and the
+ * sockets of every worker (exit 1 if a port is taken); worker threads; the HTTP endpoints on
+ * their own thread; the ServiceEntry source on the control loop. SIGTERM and SIGINT close
+ * the HTTP ports, drain the workers (new queries go to a newer instance on the same address,
+ * queued ones are answered), remove the interface unless another instance still serves it,
+ * and exit 0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 
 #include "agent/cache.h"
 #include "agent/config.h"
+#include "agent/http.h"
 #include "agent/log.h"
 #include "agent/meshtab.h"
 #include "agent/resolvconf.h"
@@ -41,6 +43,7 @@ struct agent {
 	uint64_t sync_deadline;
 	int status;
 	bool serving;
+	struct http *http;
 	bool stopping;
 };
 
@@ -239,6 +242,7 @@ static int start_workers(struct agent *a)
 			return r;
 		}
 	}
+	atomic_store_explicit(&srv->running, srv->nworkers, memory_order_release);
 	return 0;
 }
 
@@ -350,12 +354,18 @@ int main(int argc, char **argv)
 		if (nlink_start(&a->nlink, a->loop, &nopts) < 0)
 			goto out;
 	}
+	struct http_opts hopts = { .srv = &a->srv, .nlink = a->nlink };
+	if (http_new(&hopts, &a->http) < 0)
+		goto out;
 	uv_signal_init(a->loop, &a->sigterm);
 	uv_signal_init(a->loop, &a->sigint);
 	a->sigterm.data = a;
 	a->sigint.data = a;
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&a->sigint, on_signal, SIGINT);
+	/* /health and /ready answer from now on: /ready says 503 until the workers serve */
+	if (http_start(a->http) < 0)
+		goto out;
 	/* Bind and serve once the mesh table is synced (or --sync-wait ran out), so that mesh
 	 * names are never forwarded upstream while the first list is read: during a rolling
 	 * update the previous instance keeps answering them until then. */
@@ -368,6 +378,7 @@ int main(int argc, char **argv)
 	status = a->status;
 out:
 	stop_source(a);
+	http_free(a->http);
 	stop_workers(a);
 	if (a->nlink) {
 		bool teardown = !a->cfg.skip_teardown;

@@ -48,6 +48,7 @@ void serve_query(const struct serve_ctx *ctx, const uint8_t *pkt, size_t len, bo
 	res->verdict = SERVE_DROP;
 	res->prefetch = 0;
 	res->zone = STATS_ZONE_ROOT;
+	res->qtype = STATS_QTYPE_OTHER;
 	res->group = STATS_GROUP_UPSTREAM;
 	r = wire_parse_query(q, pkt, len);
 	if (r == -EINVAL) {
@@ -55,7 +56,7 @@ void serve_query(const struct serve_ctx *ctx, const uint8_t *pkt, size_t len, bo
 		return;
 	}
 	if (r < 0) {
-		stats_inc(&st->requests[!udp][v6][STATS_ZONE_ROOT][STATS_QTYPE_OTHER]);
+		stats_inc(&st->requests[!udp][v6][STATS_ZONE_ROOT][res->qtype]);
 		res->len = wire_write_error(q, q->rcode, WIRE_EDE_NONE, NULL, out, cap);
 		if (res->len > 0) {
 			res->verdict = SERVE_REPLY;
@@ -64,19 +65,20 @@ void serve_query(const struct serve_ctx *ctx, const uint8_t *pkt, size_t len, bo
 		return;
 	}
 
+	res->qtype = (uint8_t)stats_qtype_of(q->qtype);
 	r = meshview_answer(meshtab_view(ctx->mesh), q, udp, out, cap, &mres);
 	if (r > 0) {
 		res->zone = STATS_ZONE_MESH;
 		res->len = r;
 		res->verdict = SERVE_REPLY;
-		stats_inc(&st->requests[!udp][v6][STATS_ZONE_MESH][stats_qtype_of(q->qtype)]);
+		stats_inc(&st->requests[!udp][v6][STATS_ZONE_MESH][res->qtype]);
 		stats_inc(&st->local[mres]);
 		serve_count_response(st, STATS_ZONE_MESH, out[3] & WIRE_RCODE_MASK);
 		return;
 	}
 
 	route(ctx, q, res);
-	stats_inc(&st->requests[!udp][v6][res->zone][stats_qtype_of(q->qtype)]);
+	stats_inc(&st->requests[!udp][v6][res->zone][res->qtype]);
 	res->key = cache_key(q);
 	r = cache_lookup(ctx->cache, q, res->key, now, udp, false, out, cap, &hit);
 	if (r > 0) {

@@ -32,6 +32,7 @@ struct serve_result {
 	uint8_t verdict;  /* enum serve_verdict */
 	uint8_t group;    /* enum stats_group, for SERVE_FORWARD and prefetch */
 	uint8_t zone;     /* enum stats_zone */
+	uint8_t qtype;    /* enum stats_qtype the request was counted under */
 	uint8_t prefetch; /* SERVE_REPLY from the cache: refresh this entry in the background */
 	int len;          /* reply length for SERVE_REPLY */
 	uint64_t key;     /* cache key, for SERVE_FORWARD and prefetch */

@@ -1,7 +1,22 @@
 /* Per-thread counters. See stats.h. */
 #include "agent/stats.h"
 
+#include <stddef.h>
+
 #include "agent/wire.h"
+
+_Static_assert(offsetof(struct stats, heartbeat_ms) % sizeof(uint64_t) == 0,
+	       "struct stats holds only uint64_t counters before heartbeat_ms");
+
+void stats_sum(struct stats *dst, const struct stats *src)
+{
+	_Atomic uint64_t *d = (_Atomic uint64_t *)dst;
+	const _Atomic uint64_t *s = (const _Atomic uint64_t *)src;
+	size_t n = offsetof(struct stats, heartbeat_ms) / sizeof(uint64_t);
+
+	for (size_t i = 0; i < n; i++)
+		stats_add(&d[i], stats_get(&s[i]));
+}
 
 /* CoreDNS's bucket bounds for dns request durations, in seconds. */
 const double stats_bucket_bounds[STATS_BUCKETS - 1] = {

@@ -67,11 +67,13 @@ enum stats_overload {
 #define STATS_MAX_SERVERS 8
 enum stats_group { STATS_GROUP_CLUSTER = 0, STATS_GROUP_UPSTREAM, STATS_GROUPS };
 
+/* Every field is an _Atomic uint64_t (stats_sum adds them up as one array) and heartbeat_ms
+ * stays last (it is not added up). */
 struct stats {
 	_Atomic uint64_t requests[2][2][STATS_ZONES][STATS_QTYPES]; /* [tcp][ipv6][zone][type] */
 	_Atomic uint64_t responses[STATS_ZONES][STATS_RCODES];
-	_Atomic uint64_t duration[STATS_ZONES][STATS_BUCKETS];
-	_Atomic uint64_t duration_sum_us[STATS_ZONES];
+	_Atomic uint64_t duration[STATS_ZONES][STATS_QTYPES][STATS_BUCKETS]; /* see stats_observe */
+	_Atomic uint64_t duration_sum_us[STATS_ZONES][STATS_QTYPES];
 	_Atomic uint64_t cache_hits[2];  /* by enum reply_kind */
 	_Atomic uint64_t cache_misses;
 	_Atomic uint64_t cache_stale;    /* stale answers served */
@@ -109,16 +111,28 @@ static inline uint64_t stats_get(const _Atomic uint64_t *c)
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
+/* Adds every counter and gauge of @src (another thread's, read with relaxed loads) into
+ * @dst, which only the caller writes. heartbeat_ms is left alone. */
+void stats_sum(struct stats *dst, const struct stats *src);
+
 /* Maps a QTYPE to its label bucket. */
 enum stats_qtype stats_qtype_of(uint16_t qtype);
+
+/* The histogram bucket of a duration in microseconds. */
+unsigned stats_bucket_of(uint64_t us);
+
+/* Counts one answered client query in @zone, of type bucket @qtype (enum stats_qtype), that
+ * took @us microseconds (coredns_dns_request_duration_seconds{zone,type}). */
+static inline void stats_observe(struct stats *st, unsigned zone, unsigned qtype, uint64_t us)
+{
+	stats_inc(&st->duration[zone][qtype][stats_bucket_of(us)]);
+	stats_add(&st->duration_sum_us[zone][qtype], us);
+}
 
 /* Maps an rcode to its bucket. */
 static inline unsigned stats_rcode_of(unsigned rcode)
 {
 	return rcode <= 16 ? rcode : 17;
 }
-
-/* The histogram bucket of a duration in microseconds. */
-unsigned stats_bucket_of(uint64_t us);
 
 #endif

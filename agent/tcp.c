@@ -197,10 +197,12 @@ static void serve_frames(struct tcp_conn *c)
 		if (w->draining)
 			break;
 		served = true;
+		uint64_t t0 = worker_now_us();
 		serve_query(&w->ctx, msg, len, false, c->v6, now, &q, w->scratch, WIRE_MAX_MSG,
 			    &res);
 		if (res.verdict == SERVE_REPLY && res.len > 0) {
 			conn_send(c, w->scratch, (size_t)res.len);
+			stats_observe(&w->stats, res.zone, res.qtype, worker_now_us() - t0);
 			if (res.prefetch)
 				fwd_prefetch(w, &q, &res);
 		} else if (res.verdict == SERVE_FORWARD) {

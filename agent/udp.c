@@ -25,6 +25,7 @@ struct udp_batch {
 	struct mmsghdr tx[UDP_BATCH];
 	struct iovec txiov[UDP_BATCH];
 	uint8_t zone[UDP_BATCH];
+	uint8_t qtype[UDP_BATCH];
 	uint8_t rxbuf[UDP_BATCH][UDP_RX_SLOT];
 	uint8_t txbuf[UDP_BATCH][UDP_TX_SLOT];
 
@@ -222,6 +223,7 @@ reply:
 			b->txiov[m].iov_base = out;
 			b->txiov[m].iov_len = (size_t)res.len;
 			b->zone[m] = res.zone;
+			b->qtype[m] = res.qtype;
 			m++;
 			if (res.prefetch)
 				fwd_prefetch(w, &q, &res);
@@ -233,11 +235,8 @@ reply:
 	if (m) {
 		send_batch(l, b, m);
 		uint64_t us = worker_now_us() - t0;
-		unsigned bucket = stats_bucket_of(us);
-		for (int i = 0; i < m; i++) {
-			stats_inc(&w->stats.duration[b->zone[i]][bucket]);
-			stats_add(&w->stats.duration_sum_us[b->zone[i]], us);
-		}
+		for (int i = 0; i < m; i++)
+			stats_observe(&w->stats, b->zone[i], b->qtype[i], us);
 	}
 	return n;
 }

@@ -7,6 +7,7 @@
 #ifndef MESHDNS_WORKER_H
 #define MESHDNS_WORKER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -41,7 +42,14 @@ struct server {
 	struct upstream_group groups[STATS_GROUPS];
 	struct worker **workers;
 	unsigned nworkers;
+	_Atomic unsigned running; /* workers whose threads run: published for other threads */
 };
+
+/* The number of workers another thread (the HTTP one) may read: their threads all run. */
+static inline unsigned server_workers_running(struct server *s)
+{
+	return atomic_load_explicit(&s->running, memory_order_acquire);
+}
 
 struct udp_listener {
 	uv_poll_t poll;
