@@ -5,7 +5,7 @@
 - UdpLoad: a bounded UDP query sender/receiver on one socket that times every reply.
 - dnsperf(): runs dnsperf and parses its summary.
 - NetNs: a network namespace made for one test, and sockets opened inside it.
-- rss_kib(): resident memory of a process.
+- rss_kib(), server_side_conns(): from test_tcp.py, re-exported.
 """
 
 import ctypes
@@ -23,19 +23,12 @@ import dns.message
 import dns.rcode
 
 import harness
+from test_tcp import rss_kib, server_side_conns  # noqa: F401 (shared)
 
 
 def figure(name, value):
     """Prints one figure a test measured, in a form RELIABILITY.md quotes."""
     print("FIGURE %s: %s" % (name, value), flush=True)
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def ede_codes(msg):
