@@ -179,8 +179,7 @@ class StaleWithBlackHoles(DnsTestCase):
         self.assertGreaterEqual(elapsed, self.TIMEOUT - 0.1, "the upstream is tried first")
         self.assertLess(elapsed, 2 * self.TIMEOUT - 0.1,
                         "the stale answer must not wait for every server to fail")
-        self.assertEqual((self.x.count("bh.example.test"), self.y.count("bh.example.test")),
-                         (2, 0), "the first server was asked")
+        self.assertEqual(self.x.count("bh.example.test"), 2, "the first server was asked")
 
         # the query goes on to the second server in the background; then the upstream is back
         harness.wait_until(lambda: self.y.count("bh.example.test") == 1, 5,

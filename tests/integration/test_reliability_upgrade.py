@@ -12,6 +12,7 @@ instance stops (unless --skip-teardown).
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -133,6 +134,45 @@ class Handover(DnsTestCase):
         self.assertEqual(set(res["rcodes"]), {"NOERROR"},
                          "the new instance took queries before its mesh table was loaded: %s"
                          % res["rcodes"])
+
+    def test_f3_draining_instance_answers_what_reaches_it(self):
+        # The old instance drains for as long as a forwarded query is in flight (here 1.5 s
+        # upstream latency). What reaches it meanwhile (a UDP query queued before it left
+        # the group, the in-flight one, a query on a TCP connection opened before SIGTERM)
+        # is answered, not dropped with the connection.
+        slow = self.start_fake()
+        old = self.start_meshdns("--upstream", "127.0.0.1:%d" % slow.port,
+                                 "--upstream-timeout", "4000", port=self.port)
+        self.assertIsNotNone(harness.query(self.port, "www.example.test", "A"))  # cached
+        slow.delay = 1.5
+        conn = socket.create_connection((harness.HOST, self.port), timeout=5)
+        self.addCleanup(conn.close)
+        inflight = {}
+        t = threading.Thread(target=lambda: inflight.update(
+            r=harness.query(self.port, "mail.example.test", "A", timeout=5)))
+        t.start()
+        harness.wait_until(lambda: slow.count("mail.example.test") == 1, 5, "the forward")
+        self.instance()  # the new one, as in a rollout
+        old.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        self.assertTrue(old.alive(), "the old instance drains while a query is in flight")
+        t0 = time.monotonic()
+        wire = harness.make_query("www.example.test", "A", qid=77).to_wire()
+        conn.sendall(len(wire).to_bytes(2, "big") + wire)
+        try:
+            wire = harness.tcp_read_msg(conn)
+        except OSError:
+            wire = None
+        waited = time.monotonic() - t0
+        t.join(timeout=10)
+        self.assertEqual(old.proc.wait(10), 0)
+        self.assertIsNotNone(inflight.get("r"), "the in-flight query was answered")
+        self.assertEqual(inflight["r"].rcode(), dns.rcode.NOERROR)
+        figure("draining instance: cached query on a TCP connection opened before SIGTERM",
+               "%s after %.2f s" % ("answered" if wire else "connection closed unanswered",
+                                    waited))
+        self.assertIsNotNone(wire, "a query on an open TCP connection of the draining "
+                             "instance was dropped (connection closed after %.2f s)" % waited)
 
     def kdig_loop(self, tcp, stop, out):
         """kdig one query after another (a new TCP connection each with +tcp) until @stop;
