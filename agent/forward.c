@@ -635,8 +635,11 @@ static void fwd_finish(struct fwd *f, const uint8_t *pkt, const struct wire_repl
 	struct fwd_waiter *wt, *next;
 	uint8_t *out = w->rxbuf;
 
-	if (reply_canonicalize(pkt, r, &f->q, &w->srv->groups[f->group].policy, w->canon,
-			       WIRE_MAX_MSG, rc) < 0) {
+	rcu_read_lock(); /* the policy reads the mesh view */
+	int cr = reply_canonicalize(pkt, r, &f->q, &w->srv->groups[f->group].policy, w->canon,
+				    WIRE_MAX_MSG, rc);
+	rcu_read_unlock();
+	if (cr < 0) {
 		stats_inc(&w->stats.upstream_dropped[STATS_UPDROP_MALFORMED]);
 		next_server(f);
 		return;

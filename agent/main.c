@@ -66,6 +66,14 @@ static void add_servers(struct upstream_group *g, const struct sockaddr_storage 
 	}
 }
 
+/* Called by the workers while they canonicalise a reply, inside rcu_read_lock(). */
+static bool in_mesh_zone(void *arg, const uint8_t *name, size_t len)
+{
+	struct server *srv = arg;
+
+	return meshview_in_zone(meshtab_view(srv->mesh), name, len);
+}
+
 static int setup_upstreams(struct agent *a)
 {
 	struct config *cfg = &a->cfg;
@@ -116,6 +124,11 @@ static int setup_upstreams(struct agent *a)
 	a->srv.deny[1] = NULL;
 	up->policy.deny = a->srv.deny;
 	up->policy.deny_len = a->srv.deny_len;
+	/* No upstream speaks for the mesh zones: those names come from ServiceEntries only. */
+	up->policy.denied_fn = in_mesh_zone;
+	up->policy.denied_arg = &a->srv;
+	cl->policy.denied_fn = in_mesh_zone;
+	cl->policy.denied_arg = &a->srv;
 	return 0;
 }
 

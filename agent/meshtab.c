@@ -749,36 +749,71 @@ static const struct mm_rec *find_suffix(const struct meshmap *m, struct suffixes
 			    q->qname_len - q->label_off[i]);
 }
 
-int meshview_answer(const struct meshview *v, const struct wire_query *q, bool udp, uint8_t *out,
-		    size_t cap, enum mesh_result *res)
+/* The closest zone enclosing the name of @sfx (and its label index in *@zi), or NULL. */
+static const struct mm_rec *find_zone(const struct meshview *v, struct suffixes *sfx, unsigned *zi)
 {
-	unsigned nl = q->nlabels, zi = 0, i, lowest;
-	struct suffixes sfx;
-	const struct mm_rec *zone = NULL, *r, *z;
+	unsigned nl = sfx->q->nlabels, i, lowest;
+	const struct mm_rec *zone = NULL, *z;
 	uint64_t k;
-	int n;
 
-	*res = MESH_NOT_LOCAL;
-	if (nl == 0 || q->qname_len == 0)
-		return 0;
-	sfx.q = q;
-	sfx.h = v->seed;
-	sfx.next = nl;
+	if (nl == 0 || sfx->q->qname_len == 0)
+		return NULL;
 	/* The last label must pass the filter of the zones' last labels. */
-	k = suffix_at(&sfx, nl - 1);
+	k = suffix_at(sfx, nl - 1);
 	if (!bit_test(v->bloom, bloom_a(k)) || !bit_test(v->bloom, bloom_b(k)))
-		return 0;
+		return NULL;
 	/* The closest enclosing zone: probe the depths that hold zones, down to the deepest. */
 	lowest = nl > v->zone_max_depth ? nl - v->zone_max_depth : 0;
 	for (i = nl; i-- > lowest;) {
 		if (!bit_test(v->zone_depths, nl - i))
 			continue;
-		z = find_suffix(&v->zonemap, &sfx, i);
+		z = find_suffix(&v->zonemap, sfx, i);
 		if (z) {
 			zone = z;
-			zi = i;
+			*zi = i;
 		}
 	}
+	return zone;
+}
+
+bool meshview_in_zone(const struct meshview *v, const uint8_t *name, size_t len)
+{
+	struct wire_query q;
+	struct suffixes sfx;
+	unsigned zi = 0;
+	size_t off = 0;
+
+	if (len == 0 || len > WIRE_MAX_NAME)
+		return false;
+	memcpy(q.qname, name, len);
+	q.qname_len = (uint16_t)len;
+	q.nlabels = 0;
+	while (off < len && name[off] && q.nlabels < WIRE_MAX_LABELS) {
+		q.label_off[q.nlabels++] = (uint8_t)off;
+		off += 1 + (size_t)name[off];
+	}
+	if (off + 1 != len)
+		return false;
+	q.label_off[q.nlabels] = (uint8_t)off;
+	sfx.q = &q;
+	sfx.h = v->seed;
+	sfx.next = q.nlabels;
+	return find_zone(v, &sfx, &zi) != NULL;
+}
+
+int meshview_answer(const struct meshview *v, const struct wire_query *q, bool udp, uint8_t *out,
+		    size_t cap, enum mesh_result *res)
+{
+	unsigned nl = q->nlabels, zi = 0, i, lowest;
+	struct suffixes sfx;
+	const struct mm_rec *zone, *r;
+	int n;
+
+	*res = MESH_NOT_LOCAL;
+	sfx.q = q;
+	sfx.h = v->seed;
+	sfx.next = nl;
+	zone = find_zone(v, &sfx, &zi);
 	if (!zone)
 		return 0;
 	if (!v->synced && (zone->flags & MT_GIVEN)) {

@@ -110,6 +110,10 @@ const struct meshview *meshtab_view(struct meshtab *t);
 int meshview_answer(const struct meshview *v, const struct wire_query *q, bool udp, uint8_t *out,
 		    size_t cap, enum mesh_result *res);
 
+/* True when the wire-format name @name (@len bytes, lowercase) lies in one of the view's
+ * zones: no upstream may speak for it. Call like meshview_answer. */
+bool meshview_in_zone(const struct meshview *v, const uint8_t *name, size_t len);
+
 /* Counters of a view, for metrics and readiness. */
 struct meshview_info {
 	uint64_t generation; /* SOA serial; bumps on every publish */

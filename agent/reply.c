@@ -39,7 +39,7 @@ static bool denied(const struct reply_policy *pol, const struct name *n)
 	for (size_t i = 0; pol->deny && pol->deny[i]; i++)
 		if (wire_name_in_zone(n->b, n->len, pol->deny[i], pol->deny_len[i]))
 			return true;
-	return false;
+	return pol->denied_fn && pol->denied_fn(pol->denied_arg, n->b, n->len);
 }
 
 /* State of one scrubbing pass over a reply. */

@@ -29,6 +29,9 @@ struct reply_policy {
 				       below (the cluster domain and mesh zones for the general
 				       upstream); NULL-terminated */
 	const uint8_t *deny_len;
+	/* when set, also names no upstream may speak for: the mesh zones, which change */
+	bool (*denied_fn)(void *arg, const uint8_t *name, size_t len);
+	void *denied_arg;
 };
 
 enum reply_kind {

@@ -194,8 +194,7 @@ static void serve_frames(struct tcp_conn *c)
 	 * cap, so its memory stays bounded. */
 	while (!c->closing && c->pending < TCP_MAX_PENDING && !write_blocked(c) &&
 	       (r = tcpframe_next(&c->frame, &msg, &len)) > 0) {
-		if (w->draining)
-			break;
+		/* draining: connections already open are still served until the drain ends */
 		served = true;
 		uint64_t t0 = worker_now_us();
 		serve_query(&w->ctx, msg, len, false, c->v6, now, &q, w->scratch, WIRE_MAX_MSG,
