@@ -25,6 +25,7 @@
 #include "agent/resolvconf.h"
 #include "agent/worker.h"
 #include "k8s/filesrc.h"
+#include "k8s/kapi.h"
 #include "k8s/sestore.h"
 #include "netlink/nlink.h"
 
@@ -37,6 +38,7 @@ struct agent {
 	struct nlink *nlink;
 	struct sestore *store;
 	struct filesrc *filesrc;
+	struct kapi *kapi;
 	bool stopping;
 };
 
@@ -187,15 +189,21 @@ static int start_source(struct agent *a)
 	case CONFIG_SOURCE_FILE:
 		return filesrc_start(a->loop, a->cfg.source_path, a->store, &a->filesrc);
 	case CONFIG_SOURCE_KUBERNETES:
-	default:
-		log_error("main", "--serviceentries kubernetes is not available in this build; "
-				  "give a file or none");
-		return -ENOTSUP;
+	default: {
+		struct kapi_opts kopts = {
+			.api_url = a->cfg.kube_api,
+			.token_file = a->cfg.kube_token_file,
+			.ca_file = a->cfg.kube_ca_file,
+		};
+		return kapi_start(a->loop, &kopts, a->store, &a->kapi);
+	}
 	}
 }
 
 static void stop_source(struct agent *a)
 {
+	kapi_stop(a->kapi);
+	a->kapi = NULL;
 	if (a->filesrc) {
 		filesrc_stop(a->filesrc);
 		a->filesrc = NULL;
