@@ -287,9 +287,7 @@ static int on_watch_line(void *arg, const char *line, size_t len)
 		return r;
 	if (r < 0 && !k->obj->bad) {
 		log_warn_rl(&k->rl_line, now_ms(), "k8s",
-			    "watch: skipped a line that is not an "
-			    "event (%zu bytes)",
-			    len);
+			    "watch: skipped a line that is not an event (%zu bytes)", len);
 		return 0;
 	}
 	switch (k->ev.type) {
@@ -772,7 +770,7 @@ static void finish(struct kapi *k, CURLcode res)
 		done = k->op == WATCHSM_DISCOVER ? discovery_done(k, now, &a)
 						 : list_page_done(k, now, &a);
 		f.kind = WATCHSM_FAIL_BAD_DATA;
-	} else if (res != CURLE_OK && status == 0) {
+	} else if (res != CURLE_OK && (status == 0 || status == 200)) {
 		log_transport(k, res, now);
 		f.kind = WATCHSM_FAIL_TRANSPORT;
 	} else if (k->op == WATCHSM_DISCOVER && status == 404) {
