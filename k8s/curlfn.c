@@ -27,6 +27,7 @@ static const struct {
 	SYM(easy_setopt, "curl_easy_setopt"),
 	SYM(easy_getinfo, "curl_easy_getinfo"),
 	SYM(easy_strerror, "curl_easy_strerror"),
+	SYM(easy_pause, "curl_easy_pause"),
 	SYM(multi_init, "curl_multi_init"),
 	SYM(multi_cleanup, "curl_multi_cleanup"),
 	SYM(multi_setopt, "curl_multi_setopt"),

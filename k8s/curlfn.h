@@ -28,6 +28,7 @@ struct curlfn {
 	CURLcode (*easy_setopt)(CURL *h, CURLoption opt, ...);
 	CURLcode (*easy_getinfo)(CURL *h, CURLINFO info, ...);
 	const char *(*easy_strerror)(CURLcode c);
+	CURLcode (*easy_pause)(CURL *h, int bitmask);
 	CURLM *(*multi_init)(void);
 	CURLMcode (*multi_cleanup)(CURLM *m);
 	CURLMcode (*multi_setopt)(CURLM *m, CURLMoption opt, ...);

@@ -35,6 +35,7 @@
 #define KEEPALIVE_INTVL_S    15L
 #define KEEPALIVE_CNT	     4
 #define LIST_BUFFER_SIZE     (256L << 10)
+#define LIST_SLICE_BYTES     (2u << 20) /* list bytes decoded per loop turn, then the loop turns */
 
 struct kapi {
 	uv_loop_t *loop;
@@ -44,6 +45,7 @@ struct kapi {
 	uv_timer_t next_timer;	/* the delay before the next request */
 	uv_timer_t token_timer; /* token re-read */
 	uv_timer_t watchdog;	/* no byte for too long */
+	uv_idle_t resume;	/* a paused list transfer goes on at the next loop turn */
 	int live;		/* handles not yet closed */
 	bool closing;
 	struct watchsm *sm;
@@ -68,7 +70,8 @@ struct kapi {
 	long status;
 	int abort_err; /* why we cut it: -ETIMEDOUT (dead), -ECANCELED (ERROR event), ... */
 	uint64_t bytes;
-	char *body; /* discovery document or error Status, NUL-terminated */
+	size_t slice_bytes; /* list bytes decoded since the loop last turned */
+	char *body;	    /* discovery document or error Status, NUL-terminated */
 	size_t body_len;
 	char errbuf[CURL_ERROR_SIZE];
 
@@ -86,8 +89,8 @@ struct kapi {
 	uint64_t watch_events;
 	struct se_obj *obj;
 
-	struct log_ratelimit rl_fail;
-	struct log_ratelimit rl_line;
+	/* one rate limit per kind of repeated warning */
+	struct log_ratelimit rl_token, rl_line, rl_data, rl_tls, rl_net, rl_401, rl_http;
 
 	/* status, read from other threads */
 	atomic_bool st_synced, st_absent, st_watching;
@@ -181,7 +184,7 @@ static void maybe_free(struct kapi *k)
 	free_all(k);
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
 	maybe_free(h->data);
 }
@@ -220,7 +223,7 @@ static void reload_token(struct kapi *k, const char *why)
 	int r = kconf_read_token(k->token_path, k->token_tmp, KCONF_MAX_TOKEN);
 
 	if (r < 0) {
-		log_warn_rl(&k->rl_fail, now_ms(), "k8s",
+		log_warn_rl(&k->rl_token, now_ms(), "k8s",
 			    "cannot re-read the token file %s (%s): %s; keeping the previous token",
 			    k->token_path, why, strerror(-r));
 		return;
@@ -322,6 +325,18 @@ static void keep_body(struct kapi *k, const char *data, size_t len, size_t cap)
 	k->body[k->body_len] = 0;
 }
 
+/* An idle handle, not a 0 ms timer: one started from a timer callback may run in the same
+ * timers pass, and the loop would never reach the poll phase during a long list. */
+static void on_resume(uv_idle_t *h)
+{
+	struct kapi *k = h->data;
+
+	uv_idle_stop(h);
+	k->slice_bytes = 0;
+	if (k->easy)
+		k->cf->easy_pause(k->easy, CURLPAUSE_CONT);
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *userp)
 {
 	struct kapi *k = userp;
@@ -345,6 +360,14 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
 			keep_body(k, data, len, KAPI_MAX_SMALL_BODY);
 		break;
 	case WATCHSM_LIST:
+		if (k->slice_bytes >= LIST_SLICE_BYTES) {
+			/* let the loop turn (signals, timers, other handles); curl hands the
+			 * same bytes again once resumed */
+			k->bytes -= len;
+			uv_idle_start(&k->resume, on_resume);
+			return CURL_WRITEFUNC_PAUSE;
+		}
+		k->slice_bytes += len;
 		if (k->bytes > KAPI_MAX_PAGE)
 			r = -E2BIG;
 		else
@@ -445,6 +468,7 @@ static int setup_easy(struct kapi *k, CURL *h, const struct watchsm_action *a)
 	SET(CURLOPT_SSL_VERIFYPEER, 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, 2L);
 	SET(CURLOPT_CAINFO, k->ca_path);
+	SET(CURLOPT_CAPATH, (char *)NULL); /* only the cluster CA: not the distribution's CA path */
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
@@ -491,6 +515,7 @@ static void release_easy(struct kapi *k)
 
 	k->easy = NULL;
 	uv_timer_stop(&k->watchdog);
+	uv_idle_stop(&k->resume);
 	if (h) {
 		kcurl_remove(k->kc, h);
 		k->cf->easy_cleanup(h);
@@ -512,6 +537,7 @@ static void start_request(struct kapi *k)
 	k->status = 0;
 	k->abort_err = 0;
 	k->bytes = 0;
+	k->slice_bytes = 0;
 	k->body_len = 0;
 	k->body[0] = 0;
 	k->errbuf[0] = 0;
@@ -668,7 +694,7 @@ static bool list_page_done(struct kapi *k, uint64_t now, struct watchsm_action *
 		r = -EINVAL;
 	liststream_reset(k->ls);
 	if (r < 0) {
-		log_warn_rl(&k->rl_fail, now, "k8s", "list page from %s could not be decoded: %s",
+		log_warn_rl(&k->rl_data, now, "k8s", "list page from %s could not be decoded: %s",
 			    k->url_base, r == -E2BIG ? "continue token too long" : "not a list");
 		return false;
 	}
@@ -695,12 +721,12 @@ static void log_transport(struct kapi *k, CURLcode res, uint64_t now)
 
 	if (res == CURLE_PEER_FAILED_VERIFICATION || res == CURLE_SSL_CACERT_BADFILE ||
 	    res == CURLE_SSL_CONNECT_ERROR)
-		log_warn_rl(&k->rl_fail, now, "k8s",
+		log_warn_rl(&k->rl_tls, now, "k8s",
 			    "TLS with the API server %s failed: its certificate cannot be verified "
 			    "with the CA in %s (%s)",
 			    k->url_base, k->ca_path, why);
 	else
-		log_warn_rl(&k->rl_fail, now, "k8s", "cannot reach the API server %s: %s",
+		log_warn_rl(&k->rl_net, now, "k8s", "cannot reach the API server %s: %s",
 			    k->url_base, why);
 }
 
@@ -716,15 +742,15 @@ static void log_http(struct kapi *k, long status, uint32_t retry_after, uint64_t
 			  "serviceentries.networking.istio.io (RBAC): keeping the last table",
 			  what);
 	else if (status == 401)
-		log_warn_rl(&k->rl_fail, now, "k8s", "%s: 401 Unauthorized: re-reading the token",
+		log_warn_rl(&k->rl_401, now, "k8s", "%s: 401 Unauthorized: re-reading the token",
 			    what);
 	else if (status == 410)
 		log_info("k8s", "%s: 410 Gone: resourceVersion too old, listing again", what);
 	else if (retry_after)
-		log_warn_rl(&k->rl_fail, now, "k8s", "%s: HTTP %ld, Retry-After %u s", what, status,
+		log_warn_rl(&k->rl_http, now, "k8s", "%s: HTTP %ld, Retry-After %u s", what, status,
 			    retry_after);
 	else
-		log_warn_rl(&k->rl_fail, now, "k8s", "%s: HTTP %ld", what, status);
+		log_warn_rl(&k->rl_http, now, "k8s", "%s: HTTP %ld", what, status);
 }
 
 static void finish(struct kapi *k, CURLcode res)
@@ -755,7 +781,7 @@ static void finish(struct kapi *k, CURLcode res)
 		f.too_large = strstr(k->ev.message, "Too large resource version") != NULL;
 		f.retry_after_s = 0;
 	} else if (k->abort_err) {
-		log_warn_rl(&k->rl_fail, now, "k8s", "%s response unusable: %s",
+		log_warn_rl(&k->rl_data, now, "k8s", "%s response unusable: %s",
 			    k->op == WATCHSM_LIST ? "list" : "watch",
 			    k->abort_err == -E2BIG ? "over the size cap" : strerror(-k->abort_err));
 		f.kind = WATCHSM_FAIL_BAD_DATA;
@@ -872,8 +898,10 @@ int kapi_start(uv_loop_t *loop, const struct kapi_opts *opts, struct sestore *st
 		return -ENOMEM;
 	k->loop = loop;
 	k->store = store;
-	k->rl_fail = (struct log_ratelimit)LOG_RATELIMIT_INIT(60000, 5);
-	k->rl_line = (struct log_ratelimit)LOG_RATELIMIT_INIT(60000, 3);
+	struct log_ratelimit *rls[] = { &k->rl_token, &k->rl_line, &k->rl_data, &k->rl_tls,
+					&k->rl_net,   &k->rl_401,  &k->rl_http };
+	for (size_t i = 0; i < sizeof(rls) / sizeof(rls[0]); i++)
+		*rls[i] = (struct log_ratelimit)LOG_RATELIMIT_INIT(60000, 5);
 	k->token = calloc(1, KCONF_MAX_TOKEN);
 	k->token_tmp = calloc(1, KCONF_MAX_TOKEN);
 	k->url = malloc(URL_CAP);
@@ -897,6 +925,9 @@ int kapi_start(uv_loop_t *loop, const struct kapi_opts *opts, struct sestore *st
 		goto fail;
 
 	/* from here on nothing fails: the handles are closed by kapi_stop */
+	uv_idle_init(loop, &k->resume);
+	k->resume.data = k;
+	k->live++;
 	uv_timer_t *timers[] = { &k->next_timer, &k->token_timer, &k->watchdog };
 	for (size_t i = 0; i < 3; i++) {
 		uv_timer_init(loop, timers[i]);
@@ -930,9 +961,10 @@ void kapi_stop(struct kapi *k)
 	}
 	k->live++;
 	kcurl_close(k->kc, on_kcurl_closed, k);
-	uv_close((uv_handle_t *)&k->next_timer, on_timer_closed);
-	uv_close((uv_handle_t *)&k->token_timer, on_timer_closed);
-	uv_close((uv_handle_t *)&k->watchdog, on_timer_closed);
+	uv_close((uv_handle_t *)&k->next_timer, on_handle_closed);
+	uv_close((uv_handle_t *)&k->token_timer, on_handle_closed);
+	uv_close((uv_handle_t *)&k->watchdog, on_handle_closed);
+	uv_close((uv_handle_t *)&k->resume, on_handle_closed);
 }
 
 void kapi_get_status(const struct kapi *k, struct kapi_status *st)

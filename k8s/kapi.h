@@ -7,8 +7,10 @@
  * in flight at a time; what comes next, and when, is the state machine's decision
  * (watchsm.h). List pages are decoded item by item as they arrive (liststream.h) and watch
  * events line by line (linebuf.h); the store publishes once per list and once per chunk of
- * watch events, so a change reaches answers within milliseconds. During an outage nothing is
- * cleared: the last table keeps being answered.
+ * watch events, so a change reaches answers within milliseconds. A long list is decoded in
+ * slices of a few MiB per loop turn (the transfer is paused in between), so signals and the
+ * loop's other handles are served meanwhile. During an outage nothing is cleared: the last
+ * table keeps being answered.
  *
  * TLS is always verified against the CA file (re-read for every new connection, so a
  * rotated ca.crt is picked up). The token file is re-read every 60 s and after a 401; the

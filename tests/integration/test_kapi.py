@@ -510,6 +510,44 @@ class KapiTest(unittest.TestCase):
         self.assertEqual(srv.control.log(kind="list"), [])
         self.assert_clean_stop(agent)
 
+    def test_rotated_ca_is_read_again_for_new_connections(self):
+        srv = self.server()
+        srv.control.apply(se("a", "240.0.3.1"))
+        agent = self.agent(srv)
+        agent.wait_answer("a.global", ["240.0.3.1"], 5)
+        self.open_watch(srv, agent)
+        t = time.time()
+        srv.control.rotate_ca()  # ca.crt rewritten; new connections get the new certificate
+        srv.control.close_watches("fin")  # as an API server restart does
+        self.open_watch(srv, agent, since=t)
+        srv.control.apply(se("b", "240.0.3.2"))
+        agent.wait_answer("b.global", ["240.0.3.2"], 1)
+        self.assertNotIn("cannot be verified", agent.log())
+        self.assertEqual(len(srv.control.log(kind="list")), 1)
+        self.assert_clean_stop(agent)
+
+    def test_403_is_logged_loudly_and_backed_off(self):
+        srv = self.server()
+        srv.control.apply(se("a", "240.0.3.1"))
+        agent = self.agent(srv)
+        agent.wait_answer("a.global", ["240.0.3.1"], 5)
+        self.open_watch(srv, agent)
+        time.sleep(1.2)  # an older watch: its end is not a "very short watch"
+        t = time.time()
+        srv.control.add_fault(kind="watch", code=403, count=3)
+        srv.control.close_watches("graceful")
+        self.open_watch(srv, agent, since=t)
+        ws = [e for e in srv.control.log(kind="watch") if e["time"] >= t]
+        self.assertEqual([e["status"] for e in ws], [403, 403, 403, 200])
+        for n, gap in enumerate(request_gaps(ws)):
+            low, high = backoff_envelope(n)
+            self.assertGreaterEqual(gap, low - 0.05, (n, gap))
+            self.assertLess(gap, high + 0.5, (n, gap))
+        self.assertEqual(agent.query("a.global"), ("NOERROR", ["240.0.3.1"]))
+        self.assertIn("403 Forbidden", agent.log())
+        self.assertIn("RBAC", agent.log())
+        self.assert_clean_stop(agent)
+
     def test_missing_ca_file_stops_the_agent_at_start(self):
         srv = self.server()
         agent = self.agent(srv, ca_file="/nonexistent/ca.crt")
