@@ -27,7 +27,9 @@
 #include "agent/resolvconf.h"
 #include "agent/worker.h"
 #include "k8s/filesrc.h"
+#include "k8s/kapi.h"
 #include "k8s/sestore.h"
+#include "k8s/srcmetrics.h"
 #include "netlink/nlink.h"
 
 struct agent {
@@ -44,6 +46,8 @@ struct agent {
 	int status;
 	bool serving;
 	struct http *http;
+	struct kapi *kapi;
+	struct srcmetrics *srcm;
 	bool stopping;
 };
 
@@ -219,15 +223,21 @@ static int start_source(struct agent *a)
 	case CONFIG_SOURCE_FILE:
 		return filesrc_start(a->loop, a->cfg.source_path, a->store, &a->filesrc);
 	case CONFIG_SOURCE_KUBERNETES:
-	default:
-		log_error("main", "--serviceentries kubernetes is not available in this build; "
-				  "give a file or none");
-		return -ENOTSUP;
+	default: {
+		struct kapi_opts kopts = {
+			.api_url = a->cfg.kube_api,
+			.token_file = a->cfg.kube_token_file,
+			.ca_file = a->cfg.kube_ca_file,
+		};
+		return kapi_start(a->loop, &kopts, a->store, &a->kapi);
+	}
 	}
 }
 
 static void stop_source(struct agent *a)
 {
+	kapi_stop(a->kapi);
+	a->kapi = NULL;
 	if (a->filesrc) {
 		filesrc_stop(a->filesrc);
 		a->filesrc = NULL;
@@ -370,6 +380,8 @@ int main(int argc, char **argv)
 	struct http_opts hopts = { .srv = &a->srv, .nlink = a->nlink };
 	if (http_new(&hopts, &a->http) < 0)
 		goto out;
+	if (srcmetrics_start(a->loop, a->http, a->store, a->filesrc, a->kapi, &a->srcm) < 0)
+		goto out;
 	uv_signal_init(a->loop, &a->sigterm);
 	uv_signal_init(a->loop, &a->sigint);
 	a->sigterm.data = a;
@@ -392,6 +404,7 @@ int main(int argc, char **argv)
 out:
 	stop_source(a);
 	http_free(a->http);
+	srcmetrics_stop(a->srcm);
 	stop_workers(a);
 	if (a->nlink) {
 		bool teardown = !a->cfg.skip_teardown;
