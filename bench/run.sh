@@ -125,7 +125,7 @@ threads() {
 sync_bench() {
 	echo "== sync: 100,000 ServiceEntries from the test API server"
 	if [ -f bench/sync_bench.py ]; then
-		/usr/bin/python3 bench/sync_bench.py --meshdns "$TOP/build-bench/meshdns"
+		MESHDNS="$TOP/build-bench/meshdns" /usr/bin/python3 bench/sync_bench.py
 	else
 		echo "  bench/sync_bench.py is not in this tree"
 	fi

@@ -1,6 +1,6 @@
 """Helpers shared by the test_reliability_*.py files (reliability.md sections 4 and 7).
 
-- figure(): prints a measured figure as `FIGURE name: value` (collected in RELIABILITY.md).
+- figure(): prints a measured figure as `FIGURE name: value` (collected in the README, "Reliability").
 - mesh_file(): a ServiceEntry list for --serviceentries FILE.
 - UdpLoad: a bounded UDP query sender/receiver on one socket that times every reply.
 - dnsperf(): runs dnsperf and parses its summary.
@@ -27,7 +27,7 @@ from test_tcp import rss_kib, server_side_conns  # noqa: F401 (shared)
 
 
 def figure(name, value):
-    """Prints one figure a test measured, in a form RELIABILITY.md quotes."""
+    """Prints one figure a test measured, in a form the README quotes."""
     print("FIGURE %s: %s" % (name, value), flush=True)
 
 

@@ -1,5 +1,5 @@
 """daemonset.yaml and Dockerfile: what the manifest must say for a node-local DNS agent
-(INTERFACE.md, docs/operations.md), checked field by field, and that the image's runtime
+(INTERFACE.md, the README "On a cluster"), checked field by field, and that the image's runtime
 stage holds every library meshdns links.
 
 Needs python3-yaml. The package checks need apt-cache and dpkg (Debian), the library check

@@ -52,7 +52,7 @@ RESOLV_CONF = ("nameserver %s\nsearch %s\noptions ndots:5\n" % (LISTEN, " ".join
 # kubelet manages a pod's /etc/hosts too; the node's own must not answer for the pod.
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
-# The agent's promise (netlink/README.md): a removed address or link is back within 1 s.
+# The agent's promise (README, "On the node"): a removed address or link is back within 1 s.
 # The margin covers spawning `ip` for every poll on a loaded 2-core machine; the periodic
 # check that would catch a missed event runs only every 5 s.
 REPAIR_PROMISE = 1.0
