@@ -32,8 +32,24 @@ void log_write(int level, const char *group, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
 	va_end(ap);
+	/* Messages quote outside input (ServiceEntry hosts, file contents): control bytes and
+	 * non-ASCII are written as \xNN, so no input can forge a line or a terminal sequence. */
+	char safe[4 * sizeof line];
+	size_t o = 0;
+	for (const unsigned char *p = (const unsigned char *)line; *p && o + 5 < sizeof safe; p++) {
+		if (*p >= 0x20 && *p < 0x7f && *p != '\\') {
+			safe[o++] = (char)*p;
+		} else {
+			static const char hex[] = "0123456789abcdef";
+			safe[o++] = '\\';
+			safe[o++] = 'x';
+			safe[o++] = hex[*p >> 4];
+			safe[o++] = hex[*p & 15];
+		}
+	}
+	safe[o] = 0;
 	/* One write per line, so lines from several threads do not interleave. */
-	fprintf(stderr, "%s\n", line);
+	fprintf(stderr, "%s\n", safe);
 }
 
 int log_ratelimit_ok(struct log_ratelimit *rl, const char *group, uint64_t now_ms)

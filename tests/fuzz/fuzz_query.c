@@ -92,7 +92,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			unsigned rcode = out[3] & WIRE_RCODE_MASK;
 			if (res.len < WIRE_HDR_LEN || !(out[2] & WIRE_QR))
 				__builtin_trap();
-			if ((rcode == WIRE_RCODE_NOERROR || rcode == WIRE_RCODE_NXDOMAIN) &&
+			/* q.rcode stays 0 for a query that was served, not refused */
+			if (q.rcode == 0 &&
+			    (rcode == WIRE_RCODE_NOERROR || rcode == WIRE_RCODE_NXDOMAIN) &&
 			    (wire_parse_reply(out, (size_t)res.len, &r) < 0 ||
 			     !wire_reply_question_matches(out, (size_t)res.len, &q)))
 				__builtin_trap();
