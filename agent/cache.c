@@ -195,15 +195,9 @@ void cache_free(struct cache *c)
 
 uint64_t cache_key(const struct wire_query *q)
 {
-	uint64_t k = q->name_hash ^ ((uint64_t)q->qtype << 32 | (uint64_t)q->qclass << 16 |
-				     (uint64_t)q->do_bit << 1 | q->cd_bit);
-	/* mix (the finaliser of MurmurHash3), so that type bits reach the slot index */
-	k ^= k >> 33;
-	k *= 0xff51afd7ed558ccdULL;
-	k ^= k >> 33;
-	k *= 0xc4ceb9fe1a85ec53ULL;
-	k ^= k >> 33;
-	return k;
+	/* mixed, so that the type and flag bits reach the slot index */
+	return wire_mix64(q->name_hash ^ ((uint64_t)q->qtype << 32 | (uint64_t)q->qclass << 16 |
+					  (uint64_t)q->do_bit << 1 | q->cd_bit));
 }
 
 static uint8_t key_flags(const struct wire_query *q)

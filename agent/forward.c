@@ -617,6 +617,18 @@ static void answer_waiter(struct fwd *f, struct fwd_waiter *wt, const uint8_t *m
 		udp_send(wt->udp, &wt->from, msg, len);
 }
 
+/* Sends @n bytes of @out to waiter @wt (or, when @n <= 0, only drops its hold on a TCP
+ * connection), gives back its in-flight slot and frees it. */
+static void waiter_done(struct fwd *f, struct fwd_waiter *wt, const uint8_t *out, int n)
+{
+	if (n > 0)
+		answer_waiter(f, wt, out, (size_t)n);
+	else if (wt->tcp)
+		tcp_conn_release(wt->tcp);
+	client_put(f->w->fwd, wt->client);
+	free(wt);
+}
+
 /* Ends @f: stops attempts and the timer, takes it out of the table. */
 static void fwd_close(struct fwd *f)
 {
@@ -650,12 +662,7 @@ static void fwd_finish(struct fwd *f, const uint8_t *pkt, const struct wire_repl
 		next = wt->next;
 		int n = reply_for_client(w->canon, rc->len, (const uint8_t *)rc->ttl_off, rc->nttl,
 					 0, false, &wt->q, wt->tcp == NULL, out, WIRE_MAX_MSG);
-		if (n > 0)
-			answer_waiter(f, wt, out, (size_t)n);
-		else if (wt->tcp)
-			tcp_conn_release(wt->tcp);
-		client_put(w->fwd, wt->client);
-		free(wt);
+		waiter_done(f, wt, out, n);
 	}
 	f->waiters = NULL;
 	fwd_close(f);
@@ -688,12 +695,7 @@ static void fwd_fail(struct fwd *f)
 			n = wire_write_error(&wt->q, WIRE_RCODE_SERVFAIL, ede, text, out,
 					     WIRE_MAX_MSG);
 		}
-		if (n > 0)
-			answer_waiter(f, wt, out, (size_t)n);
-		else if (wt->tcp)
-			tcp_conn_release(wt->tcp);
-		client_put(w->fwd, wt->client);
-		free(wt);
+		waiter_done(f, wt, out, n);
 	}
 	rcu_read_unlock();
 	f->waiters = NULL;
@@ -738,11 +740,9 @@ static void answer_stale(struct fwd *f)
 			continue;
 		}
 		stats_inc(&w->stats.cache_stale);
-		answer_waiter(f, wt, out, (size_t)n);
 		*pp = wt->next;
 		f->nwaiters--;
-		client_put(w->fwd, wt->client);
-		free(wt);
+		waiter_done(f, wt, out, n);
 	}
 	rcu_read_unlock();
 }

@@ -92,15 +92,6 @@ struct meshtab {
 #define SCRATCH_LEN                                                                                \
 	(sizeof(struct mm_rec) + WIRE_MAX_NAME + MESHTAB_MAX_ADDRS * (RR_A_LEN + RR_AAAA_LEN) + 8)
 
-static inline uint64_t mix64(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return h;
-}
 
 /* Suffix hash of wire name @name (@len bytes, root label included). */
 static uint64_t suffix_hash(uint64_t seed, const uint8_t *name, size_t len)
@@ -109,7 +100,7 @@ static uint64_t suffix_hash(uint64_t seed, const uint8_t *name, size_t len)
 
 	for (size_t i = len - 1; i-- > 0;)
 		h = (h ^ name[i]) * FNV_PRIME;
-	return mix64(h);
+	return wire_mix64(h);
 }
 
 static inline bool bit_test(const uint64_t *set, unsigned bit)
@@ -735,7 +726,7 @@ static uint64_t suffix_at(struct suffixes *s, unsigned i)
 		for (size_t p = end; p-- > s->q->label_off[s->next];)
 			s->h = (s->h ^ qn[p]) * FNV_PRIME;
 		end = s->q->label_off[s->next];
-		s->sh[s->next] = mix64(s->h);
+		s->sh[s->next] = wire_mix64(s->h);
 	}
 	return s->sh[i];
 }

@@ -146,6 +146,18 @@ struct wire_query {
  * aim names at one hash chain. Call once, before any other thread runs. */
 void wire_set_hash_key(const uint8_t key[16]);
 
+/* Mixes the bits of @h (the finaliser of MurmurHash3), so that every input bit reaches the
+ * low bits a table index takes. */
+static inline uint64_t wire_mix64(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
 /* Keyed 64-bit hash of @len bytes (SipHash-1-3). */
 uint64_t wire_hash(const void *data, size_t len);
 
