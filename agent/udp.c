@@ -7,11 +7,25 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <urcu/urcu-memb.h>
 
 #include "agent/log.h"
 #include "agent/worker.h"
+
+/* recvmmsg and sendmmsg straight through syscall(2): glibc's wrappers are cancellation
+ * points and switch asynchronous cancellation on and off around every call, which costs
+ * about 1 % of a cache hit; the agent never cancels threads. */
+static inline int udp_recvmmsg(int fd, struct mmsghdr *m, unsigned n)
+{
+	return (int)syscall(SYS_recvmmsg, fd, m, n, MSG_DONTWAIT, NULL);
+}
+
+static inline int udp_sendmmsg(int fd, struct mmsghdr *m, unsigned n)
+{
+	return (int)syscall(SYS_sendmmsg, fd, m, n, MSG_DONTWAIT);
+}
 
 #define UDP_BATCH   32
 #define UDP_RX_SLOT 2048 /* larger queries are refused: they need TCP */
@@ -88,7 +102,7 @@ static void send_batch(struct udp_listener *l, struct udp_batch *b, int n)
 	int sent = 0;
 
 	while (sent < n) {
-		int r = sendmmsg(l->fd, b->tx + sent, (unsigned)(n - sent), MSG_DONTWAIT);
+		int r = udp_sendmmsg(l->fd, b->tx + sent, (unsigned)(n - sent));
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -130,7 +144,7 @@ void udp_flush(struct worker *w)
 		}
 		unsigned sent = 0;
 		while (sent < m) {
-			int r = sendmmsg(l->fd, b->qmsg + sent, m - sent, MSG_DONTWAIT);
+			int r = udp_sendmmsg(l->fd, b->qmsg + sent, m - sent);
 			if (r <= 0) {
 				if (r < 0 && errno == EINTR)
 					continue;
@@ -180,7 +194,7 @@ static int serve_batch(struct udp_listener *l)
 		b->rxiov[i].iov_len = UDP_RX_SLOT;
 		b->rx[i].msg_hdr.msg_namelen = sizeof b->from[i];
 	}
-	n = recvmmsg(l->fd, b->rx, UDP_BATCH, MSG_DONTWAIT, NULL);
+	n = udp_recvmmsg(l->fd, b->rx, UDP_BATCH);
 	if (n <= 0)
 		return 0;
 

@@ -7,6 +7,7 @@
 #
 #   bench/run.sh            everything below, in one run
 #   bench/run.sh compare    meshdns next to unbound, dnsmasq, dnsdist, kresd, pdns-recursor
+#   bench/run.sh hitfloor N cache hits against the floor, N pairs in turn, median ratio
 #   bench/run.sh mesh       mesh answers next to cache hits (PERF.md: within 5 %)
 #   bench/run.sh threads    --threads 1 and 2: CPU per query per thread at the same load
 #   bench/run.sh sync       100,000 ServiceEntries from the test API server (bench/sync_bench.py)
@@ -122,6 +123,28 @@ threads() {
 	awk -v a="$one" -v b="$two" 'BEGIN{ printf "  throughput ratio with 2 idle cores (2 x cpu1/cpu2): %.2f\n", 2 * a / b }'
 }
 
+# hit_us of meshdns and of the floor measured in turn N times; the median of the N ratios is
+# steadier than one pair on a noisy virtual machine (single pairs here range over +-10 %).
+hitfloor() {
+	local n=${1:-9} i f h ratios=""
+	echo "== hitfloor: $n paired measurements of the floor and of meshdns cache hits"
+	gcc -O2 -o "$BENCH_DIR/reflector" "$(dirname "$COMPARE")/reflector.c" || exit 1
+	start_pair "--serviceentries none"
+	taskset -c 1 dnsperf -s 127.0.0.1 -p 5310 -d "$BENCH_DIR/hot.txt" -n 2 -q 100 >/dev/null 2>&1
+	for i in $(seq 1 "$n"); do
+		pin "$RPID"
+		f=$(per_query 5399 "$RPID" "$BENCH_DIR/hot.txt" "$HIT_QPS")
+		taskset -pc 1 "$RPID" >/dev/null
+		h=$(per_query 5310 "$APID" "$BENCH_DIR/hot.txt" "$HIT_QPS")
+		ratios="$ratios $(awk -v h="$h" -v f="$f" 'BEGIN{ printf "%.3f", h / f }')"
+		printf '  pair %d: floor %s, meshdns %s\n' "$i" "$f" "$h"
+	done
+	stop_pair
+	echo "$ratios" | tr ' ' '\n' | grep . | sort -n |
+		awk '{ r[NR] = $1 } END{ printf "  hit/floor: median %.3f (min %.3f, max %.3f, %d pairs)\n",
+			r[int((NR + 1) / 2)], r[1], r[NR], NR }'
+}
+
 sync_bench() {
 	echo "== sync: 100,000 ServiceEntries from the test API server"
 	if [ -f bench/sync_bench.py ]; then
@@ -136,18 +159,20 @@ queries
 build
 case "${1:-all}" in
 compare) compare ;;
+hitfloor) hitfloor "${2:-9}" ;;
 mesh) mesh ;;
 threads) threads ;;
 sync) sync_bench ;;
 all)
 	echo "machine: $(nproc) cores, $(awk '/model name/{$1=$2=$3="";print;exit}' /proc/cpuinfo), $(uname -r)"
 	compare
+	hitfloor 9
 	mesh
 	threads
 	sync_bench
 	;;
 *)
-	echo "usage: bench/run.sh [all|compare|mesh|threads|sync]" >&2
+	echo "usage: bench/run.sh [all|compare|hitfloor [N]|mesh|threads|sync]" >&2
 	exit 2
 	;;
 esac
