@@ -332,8 +332,49 @@ out:
 	return err;
 }
 
+struct foreign_scan {
+	const struct nlink *n;
+	bool foreign;
+};
+
+static void scan_addr(struct nl_object *obj, void *arg)
+{
+	struct foreign_scan *fs = arg;
+	struct rtnl_addr *ra = (struct rtnl_addr *)obj;
+	struct nl_addr *local = rtnl_addr_get_local(ra);
+	const unsigned char *b;
+	int family;
+
+	if (rtnl_addr_get_ifindex(ra) != fs->n->ifindex || !local)
+		return;
+	family = nl_addr_get_family(local);
+	b = nl_addr_get_binary_addr(local);
+	/* the IPv6 link-local address the kernel gives every link that is up */
+	if (family == AF_INET6 && b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+		return;
+	for (size_t i = 0; i < fs->n->naddrs; i++)
+		if (fs->n->addrs[i].family == family &&
+		    memcmp(fs->n->addrs[i].bytes, b, family == AF_INET ? 4 : 16) == 0)
+			return;
+	fs->foreign = true;
+}
+
+/* True when the link holds an address that is not one of ours: someone else uses it. */
+static bool holds_foreign_addresses(const struct nlink *n)
+{
+	struct nl_cache *cache;
+	struct foreign_scan fs = { n, false };
+
+	if (rtnl_addr_alloc_cache(n->cmd, &cache) < 0)
+		return true; /* cannot tell: keep it */
+	nl_cache_foreach(cache, scan_addr, &fs);
+	nl_cache_free(cache);
+	return fs.foreign;
+}
+
 /* Removes the addresses we added, then the link if we created it or, when @all, if it has the
- * configured kind (a link left by an earlier run that was killed). */
+ * configured kind and holds no address of anyone else (a link left by an earlier run that
+ * was killed, but never, say, docker0 given by mistake with --interface-kind bridge). */
 static void nlink_teardown(struct nlink *n, bool all)
 {
 	char buf[INET6_ADDRSTRLEN];
@@ -361,7 +402,8 @@ static void nlink_teardown(struct nlink *n, bool all)
 		rtnl_addr_put(ra);
 	}
 	kind = rtnl_link_get_type(link);
-	del_link = n->created_link || (all && kind && strcmp(kind, n->kind) == 0);
+	del_link = n->created_link ||
+		   (all && kind && strcmp(kind, n->kind) == 0 && !holds_foreign_addresses(n));
 	if (del_link && nlink_result(rtnl_link_delete(n->cmd, link), -ENODEV, "deleting link %s",
 				     n->ifname) == 0)
 		log_info(NLINK_GROUP, "deleted link %s", n->ifname);

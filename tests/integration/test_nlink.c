@@ -601,6 +601,25 @@ static void test_teardown_deletes_a_leftover_link_of_the_configured_kind(void **
 	assert_false(st.exists);
 }
 
+static void test_teardown_keeps_a_link_of_the_kind_that_holds_someone_elses_address(void **state)
+{
+	struct link_state st;
+	struct harness h;
+	struct nlink *n;
+
+	(void)state;
+	/* As if --interface named a bridge that another program uses (docker0, say). */
+	assert_int_equal(RUN("ip", "link", "add", IFNAME, "type", "bridge"), 0);
+	assert_int_equal(RUN("ip", "addr", "add", "10.99.0.1/24", "dev", IFNAME), 0);
+	n = start_bridge(&h);
+	assert_true(link_complete(NULL));
+	harness_stop(&h, n, true);
+	read_link(IFNAME, &st);
+	assert_true(st.exists);
+	assert_false(st.v4); /* ours is gone */
+	assert_int_equal(RUN("sh", "-c", "ip -4 addr show dev " IFNAME " | grep -q 10.99.0.1"), 0);
+}
+
 static void test_teardown_keeps_a_link_of_another_kind_and_addresses_it_did_not_add(void **state)
 {
 	struct link_state st;
@@ -759,6 +778,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_stop_with_teardown_removes_the_link_it_created),
 	cmocka_unit_test(test_stop_without_teardown_leaves_link_and_addresses),
 	cmocka_unit_test(test_teardown_deletes_a_leftover_link_of_the_configured_kind),
+	cmocka_unit_test(test_teardown_keeps_a_link_of_the_kind_that_holds_someone_elses_address),
 	cmocka_unit_test(test_teardown_keeps_a_link_of_another_kind_and_addresses_it_did_not_add),
 	cmocka_unit_test(test_failed_start_removes_the_link_it_created),
 	cmocka_unit_test(test_kind_dummy_without_kernel_support_fails_naming_interface_kind),
