@@ -13,6 +13,8 @@ import re
 import shutil
 import signal
 import socket
+
+import harness
 import struct
 import subprocess
 import sys
@@ -30,21 +32,8 @@ KDIG = shutil.which("kdig")
 
 
 def free_port():
-    """A port free for both UDP and TCP on HOST right now."""
-    for _ in range(50):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            u.bind((HOST, 0))
-            port = u.getsockname()[1]
-            t.bind((HOST, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-    raise RuntimeError("no free port")
+    """A port free for both UDP and TCP on HOST right now (the harness's)."""
+    return harness.free_port(HOST)
 
 
 def wait_for(what, pred, timeout=10.0):
