@@ -13,8 +13,6 @@ import re
 import shutil
 import signal
 import socket
-
-import harness
 import struct
 import subprocess
 import sys
@@ -24,6 +22,8 @@ import time
 import unittest
 import urllib.error
 import urllib.request
+
+import harness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MESHDNS = os.environ.get("MESHDNS") or os.path.join(ROOT, "build", "meshdns")
