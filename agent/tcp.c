@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,6 +18,8 @@
 
 #define TCP_MAX_PENDING 64       /* forwarded queries per connection before we stop reading */
 #define TCP_MAX_QUEUED  (64 << 10) /* reply bytes queued to a client before we stop reading */
+#define TCP_DRAIN_IDLE_MS 250    /* draining: an idle connection is closed after this */
+#define TCP_DRAIN_ACCEPTS 4096   /* draining: connections taken from a listener's queue */
 
 struct tcp_conn {
 	uv_tcp_t tcp;
@@ -40,6 +43,15 @@ static bool write_blocked(struct tcp_conn *c)
 }
 
 static void on_resume(uv_timer_t *t);
+static struct tcp_conn *conn_new(struct worker *w);
+static void conn_start(struct tcp_conn *c);
+
+/* The idle timeout: shorter while draining, so that the drain ends soon after the last
+ * answer while a client that just connected still gets its query read. */
+static uint64_t idle_ms(const struct worker *w)
+{
+	return w->draining ? TCP_DRAIN_IDLE_MS : w->srv->cfg->tcp_idle_ms;
+}
 
 struct tcp_write {
 	uv_write_t req;
@@ -194,7 +206,7 @@ static void serve_frames(struct tcp_conn *c)
 	 * cap, so its memory stays bounded. */
 	while (!c->closing && c->pending < TCP_MAX_PENDING && !write_blocked(c) &&
 	       (r = tcpframe_next(&c->frame, &msg, &len)) > 0) {
-		/* draining: connections already open are still served until the drain ends */
+		/* draining: open connections are still served until they fall idle */
 		served = true;
 		uint64_t t0 = worker_now_us();
 		serve_query(&w->ctx, msg, len, false, c->v6, now, &q, w->scratch, WIRE_MAX_MSG,
@@ -258,7 +270,7 @@ void tcp_conn_answer(struct tcp_conn *c, const uint8_t *msg, size_t len)
 static void on_resume(uv_timer_t *t)
 {
 	struct tcp_conn *c = t->data;
-	uint64_t ms = c->w->srv->cfg->tcp_idle_ms;
+	uint64_t ms = idle_ms(c->w);
 
 	uv_timer_start(&c->idle, on_idle, ms, ms);
 	serve_frames(c);
@@ -288,6 +300,49 @@ const struct sockaddr_storage *tcp_conn_peer(const struct tcp_conn *c)
 	return &c->peer;
 }
 
+/* Takes every connection the kernel has completed on @l's socket, so that closing the
+ * listener resets none of them, then closes it. */
+static void listener_drain(struct tcp_listener *l)
+{
+	uv_os_fd_t fd;
+	struct tcp_conn *c;
+
+	if (uv_is_closing((uv_handle_t *)&l->tcp))
+		return;
+	if (uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0) {
+		for (int i = 0; i < TCP_DRAIN_ACCEPTS; i++) {
+			int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (cfd < 0) {
+				if (errno == EINTR || errno == ECONNABORTED)
+					continue;
+				break; /* EAGAIN: the queue is empty */
+			}
+			if (!(c = conn_new(l->w))) {
+				close(cfd);
+				continue;
+			}
+			if (uv_tcp_open(&c->tcp, cfd) < 0) {
+				close(cfd);
+				c->closing = true;
+				uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+				continue;
+			}
+			conn_start(c);
+		}
+	}
+	tcp_listener_close(l);
+}
+
+void tcp_drain(struct worker *w)
+{
+	for (size_t i = 0; i < w->ntcp; i++)
+		listener_drain(&w->tcp[i]);
+	/* Open connections are still served; each closes once idle for TCP_DRAIN_IDLE_MS. */
+	for (struct tcp_conn *c = w->conns; c; c = c->next)
+		if (!c->closing)
+			uv_timer_start(&c->idle, on_idle, TCP_DRAIN_IDLE_MS, TCP_DRAIN_IDLE_MS);
+}
+
 void tcp_close_all(struct worker *w)
 {
 	for (struct tcp_conn *c = w->conns; c; c = c->next)
@@ -296,17 +351,13 @@ void tcp_close_all(struct worker *w)
 		tcp_listener_close(&w->tcp[i]);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* A new client connection on the worker's list; its handle is initialised, not open. */
+static struct tcp_conn *conn_new(struct worker *w)
 {
-	struct tcp_listener *l = server->data;
-	struct worker *w = l->w;
-	struct tcp_conn *c;
+	struct tcp_conn *c = calloc(1, sizeof *c);
 
-	if (status < 0)
-		return;
-	c = calloc(1, sizeof *c);
 	if (!c)
-		return;
+		return NULL;
 	uv_tcp_init(&w->loop, &c->tcp);
 	c->tcp.data = c;
 	c->w = w;
@@ -317,13 +368,16 @@ static void on_connection(uv_stream_t *server, int status)
 	w->conns = c;
 	w->tcp_conns++;
 	stats_inc(&w->stats.tcp_conns);
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
-		c->closing = true;
-		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-		return;
-	}
-	if (w->tcp_conns > w->srv->cfg->max_tcp_conns || w->draining) {
-		/* over the cap: accept and close at once, rather than leave it in the backlog */
+	return c;
+}
+
+/* Starts serving @c, whose handle holds the accepted socket: or closes it at once when the
+ * worker is over its connection cap, rather than leave it in the backlog. */
+static void conn_start(struct tcp_conn *c)
+{
+	struct worker *w = c->w;
+
+	if (w->tcp_conns > w->srv->cfg->max_tcp_conns) {
 		stats_inc(&w->stats.overload[STATS_OVERLOAD_TCP]);
 		c->closing = true;
 		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
@@ -337,8 +391,23 @@ static void on_connection(uv_stream_t *server, int status)
 	c->refs = 2;
 	uv_timer_init(&w->loop, &c->idle);
 	c->idle.data = c;
-	uv_timer_start(&c->idle, on_idle, w->srv->cfg->tcp_idle_ms, w->srv->cfg->tcp_idle_ms);
+	uv_timer_start(&c->idle, on_idle, idle_ms(w), idle_ms(w));
 	set_reading(c, true);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct tcp_listener *l = server->data;
+	struct tcp_conn *c;
+
+	if (status < 0 || !(c = conn_new(l->w)))
+		return;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+		c->closing = true;
+		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+		return;
+	}
+	conn_start(c);
 }
 
 int tcp_listener_start(struct tcp_listener *l)

@@ -113,7 +113,7 @@ static void on_drain_poll(uv_timer_t *t)
 	struct worker *w = t->data;
 	uint64_t waited = uv_now(&w->loop) - w->drain_start_ms;
 
-	if (fwd_inflight(w) > 0 && waited < w->drain_limit_ms)
+	if ((fwd_inflight(w) > 0 || w->tcp_conns > 0) && waited < w->drain_limit_ms)
 		return;
 	/* Past the limit: whatever is still out gets SERVFAIL or a stale answer now. */
 	fwd_abort_all(w);
@@ -128,11 +128,10 @@ static void on_stop(uv_async_t *a)
 	if (w->draining)
 		return;
 	w->draining = true;
-	/* Stop taking new queries, answer what the sockets already hold. */
+	/* Stop taking new queries and connections, answer what the sockets already hold. */
 	for (size_t i = 0; i < w->nudp; i++)
 		udp_listener_drain(&w->udp[i]);
-	for (size_t i = 0; i < w->ntcp; i++)
-		tcp_listener_close(&w->tcp[i]);
+	tcp_drain(w);
 	w->drain_start_ms = uv_now(&w->loop);
 	w->tick.data = w;
 	uv_timer_start(&w->tick, on_drain_poll, 0, DRAIN_POLL_MS);

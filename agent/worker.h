@@ -147,6 +147,9 @@ void tcp_conn_release(struct tcp_conn *c);
 bool tcp_conn_v6(const struct tcp_conn *c);
 const struct sockaddr_storage *tcp_conn_peer(const struct tcp_conn *c);
 /* Closes every client connection (shutdown). */
+/* SIGTERM: takes what the listeners' queues hold, closes them; open connections are served
+ * until each falls idle. */
+void tcp_drain(struct worker *w);
 void tcp_close_all(struct worker *w);
 
 /* Forwarding. */

@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 
+import dns.message
 import dns.rcode
 
 import harness
@@ -222,6 +223,52 @@ class Handover(DnsTestCase):
             ok, bad = results[proto]
             self.assertGreater(ok, 10, proto)
             self.assertEqual(bad, [], "%s queries failed during the handover" % proto)
+
+
+    def test_f3_tcp_connections_opened_before_sigterm_get_their_answers(self):
+        """Connections the old instance accepted (or holds in its accept queue) when it
+        gets SIGTERM, whose clients send their query only afterwards, are answered: the
+        drain takes the queue and keeps each connection until it falls idle."""
+        old = self.instance()
+        self.warm()
+        self.instance()
+        conns = []
+        for _ in range(40):  # about half of them land on the old instance's sockets
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            conns.append(s)
+        old.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        answered, failed = 0, []
+        for i, s in enumerate(conns):
+            name, qtype = MIX[i % len(MIX)]
+            wire = dns.message.make_query(name, qtype).to_wire()
+            try:
+                s.sendall(len(wire).to_bytes(2, "big") + wire)
+                head = recv_exact(s, 2)
+                r = dns.message.from_wire(recv_exact(s, int.from_bytes(head, "big")))
+                if r.rcode() == dns.rcode.NOERROR and r.answer:
+                    answered += 1
+                else:
+                    failed.append((name, qtype, dns.rcode.to_text(r.rcode())))
+            except OSError as e:
+                failed.append((name, qtype, str(e)))
+            finally:
+                s.close()
+        status = old.proc.wait(10)
+        figure("TCP connections opened before SIGTERM, queried 0.1 s after it",
+               "%d answered, %d failed %s" % (answered, len(failed), failed[:5]))
+        self.assertEqual(status, 0)
+        self.assertEqual(failed, [])
+
+
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise OSError("connection closed after %d of %d bytes" % (len(data), n))
+        data += chunk
+    return data
 
 
 class InterfaceKept(DnsTestCase):
