@@ -19,11 +19,13 @@
 
 #include "agent/cache.h"
 #include "agent/log.h"
+#include "agent/upsock.h"
 #include "agent/worker.h"
 
 #define FWD_BUCKETS     4096
 #define FWD_MAX_WAITERS 1024 /* clients waiting on one upstream query */
 #define FWD_UDP_READS   16   /* datagrams read per readiness event */
+#define FWD_SPARE_SOCKS 64   /* recycled upstream sockets kept per address family */
 
 /* Upstream queries a client address has in flight (--max-inflight-per-client). */
 struct client_count {
@@ -47,11 +49,12 @@ struct fwd_waiter {
 
 /* A UDP attempt. Its socket sits in the worker's private epoll set (fwd_table.epfd), not in
  * libuv's: one epoll_ctl to add it, none to remove it (close does), and one epoll_wait
- * reports every upstream reply that is ready. */
+ * reports every upstream reply that is ready. A socket whose attempt got its answer is
+ * recycled (upsock.h): it stays in the set, on the table's spare list, with no attempt. */
 struct fwd_udp {
 	int fd;
-	struct fwd *f;
-	struct fwd_udp *next_free;
+	struct fwd *f;             /* NULL while spare */
+	struct fwd_udp *next_free; /* on the closed or the spare list */
 };
 
 struct fwd_tcp {
@@ -80,6 +83,7 @@ struct fwd {
 	uint8_t in_table;
 	uint8_t saw_timeout;
 	uint8_t saw_neterr;
+	uint8_t udp_answered; /* the UDP attempt read its answer: recycle its socket */
 	uint16_t id;         /* ID of the current attempt */
 	unsigned refs;       /* the timer + open attempts */
 	unsigned nwaiters;
@@ -101,6 +105,8 @@ struct fwd_table {
 	uv_poll_t epoll;            /* readiness of epfd on the worker's loop */
 	bool in_batch;              /* attempts closed now are freed after the batch */
 	struct fwd_udp *closed;     /* attempts to free after the batch */
+	struct fwd_udp *spare[2];   /* recycled sockets, [0] IPv4 and [1] IPv6 */
+	unsigned nspare[2];
 	struct client_count *clients[CLIENT_BUCKETS];
 };
 
@@ -182,6 +188,14 @@ static void on_epoll_closed(uv_handle_t *h)
 {
 	struct worker *w = h->data;
 
+	for (int fam = 0; fam < 2; fam++) {
+		struct fwd_udp *u, *next;
+		for (u = w->fwd->spare[fam]; u; u = next) {
+			next = u->next_free;
+			close(u->fd);
+			free(u);
+		}
+	}
 	close(w->fwd->epfd);
 	free(w->fwd);
 	w->fwd = NULL;
@@ -250,31 +264,64 @@ static void on_timer_closed(uv_handle_t *h)
 
 /* ---- attempts ---------------------------------------------------------------------------- */
 
+static const struct sockaddr_storage *current_server(const struct fwd *f);
+
 static void udp_attempt_free(struct fwd_udp *u)
 {
 	struct fwd *f = u->f;
 
 	free(u);
-	fwd_unref(f);
+	if (f)
+		fwd_unref(f);
 }
 
-static void udp_attempt_close(struct fwd *f)
+/* Closes attempt @u's socket (it leaves the epoll set with it) and frees @u, with the hold
+ * on its query if it has one, after the current epoll batch, which may still name it. */
+static void udp_sock_discard(struct fwd_table *t, struct fwd_udp *u)
 {
-	struct fwd_udp *u = f->udp;
-	struct fwd_table *t = f->w->fwd;
-
-	if (!u)
-		return;
-	f->udp = NULL;
-	close(u->fd); /* leaves the epoll set with it */
+	close(u->fd);
 	u->fd = -1;
 	if (t->in_batch) {
-		/* the current epoll batch may still name it */
 		u->next_free = t->closed;
 		t->closed = u;
 	} else {
 		udp_attempt_free(u);
 	}
+}
+
+static void udp_attempt_close(struct fwd *f)
+{
+	struct fwd_udp *u = f->udp;
+
+	if (!u)
+		return;
+	f->udp = NULL;
+	udp_sock_discard(f->w->fwd, u);
+}
+
+/* Ends the attempt of @f that has just read its answer: its socket goes to the spare list
+ * for a later query (on a new port), or is closed when it cannot be emptied or the list is
+ * full. */
+static void udp_attempt_recycle(struct fwd *f)
+{
+	struct fwd_udp *u = f->udp;
+	struct fwd_table *t = f->w->fwd;
+	int fam = current_server(f)->ss_family == AF_INET6;
+
+	if (!u)
+		return;
+	if (t->nspare[fam] >= FWD_SPARE_SOCKS || upsock_recycle(u->fd) < 0) {
+		udp_attempt_close(f);
+		return;
+	}
+	f->udp = NULL;
+	/* A later event of the current epoll batch that names it finds no attempt, or the
+	 * next one, which reads only what its own server sends to its new port. */
+	u->f = NULL;
+	u->next_free = t->spare[fam];
+	t->spare[fam] = u;
+	t->nspare[fam]++;
+	fwd_unref(f);
 }
 
 static void on_tcp_closed(uv_handle_t *h)
@@ -315,11 +362,6 @@ static size_t build_query(struct fwd *f, uint8_t *out)
 	return n;
 }
 
-static socklen_t addr_len(const struct sockaddr_storage *a)
-{
-	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-}
-
 static const struct sockaddr_storage *current_server(const struct fwd *f)
 {
 	return &f->w->srv->groups[f->group].addr[f->server];
@@ -350,36 +392,43 @@ static void udp_attempt_start(struct fwd *f)
 	struct worker *w = f->w;
 	const struct sockaddr_storage *srv = current_server(f);
 	uint8_t query[WIRE_HDR_LEN + WIRE_MAX_NAME + 4 + WIRE_OPT_LEN];
+	struct fwd_table *t = w->fwd;
 	struct fwd_udp *u;
 	size_t qlen;
 	int fd;
 
 	f->id = worker_random16(w);
+	f->udp_answered = 0;
 	qlen = build_query(f, query);
-	/* A new socket per query: connect() binds it to a random ephemeral port (the kernel
-	 * draws it from its CSPRNG), and the kernel then delivers only what that server sends
-	 * from that port. */
-	fd = socket(srv->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		goto neterr;
-	if (connect(fd, (const struct sockaddr *)srv, addr_len(srv)) < 0 ||
-	    send(fd, query, qlen, MSG_DONTWAIT) < 0) {
-		close(fd);
-		goto neterr;
+	/* A recycled socket or a new one, connected on a random ephemeral port (the kernel
+	 * draws it from its CSPRNG); the kernel then delivers only what that server sends from
+	 * that port. */
+	int fam = srv->ss_family == AF_INET6;
+	if ((u = t->spare[fam])) {
+		t->spare[fam] = u->next_free;
+		t->nspare[fam]--;
+		if (upsock_connect(u->fd, srv) < 0 || send(u->fd, query, qlen, MSG_DONTWAIT) < 0) {
+			udp_sock_discard(t, u); /* a spare: it holds no query */
+			goto neterr;
+		}
+	} else {
+		fd = upsock_open(srv);
+		if (fd < 0)
+			goto neterr;
+		if (send(fd, query, qlen, MSG_DONTWAIT) < 0 || !(u = calloc(1, sizeof *u))) {
+			close(fd);
+			goto neterr;
+		}
+		u->fd = fd;
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = u };
+		if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			close(fd);
+			free(u);
+			goto neterr;
+		}
 	}
-	u = calloc(1, sizeof *u);
-	if (!u) {
-		close(fd);
-		goto neterr;
-	}
-	u->fd = fd;
 	u->f = f;
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = u };
-	if (epoll_ctl(w->fwd->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		close(fd);
-		free(u);
-		goto neterr;
-	}
+	u->next_free = NULL;
 	f->udp = u;
 	f->refs++;
 	f->sent_us = worker_now_us();
@@ -443,6 +492,7 @@ static void handle_reply(struct fwd *f, const uint8_t *pkt, struct wire_reply *r
 		next_server(f);
 		return;
 	case REPLY_OK:
+		f->udp_answered = udp;
 		fwd_finish(f, pkt, r);
 		return;
 	}
@@ -488,7 +538,7 @@ static void on_upstream_ready(uv_poll_t *h, int status, int events)
 	n = epoll_wait(t->epfd, ev, FWD_EVENTS, 0);
 	for (int i = 0; i < n; i++) {
 		struct fwd_udp *u = ev[i].data.ptr;
-		if (u->fd >= 0)
+		if (u->fd >= 0 && u->f)
 			udp_attempt_read(u);
 	}
 	t->in_batch = false;
@@ -634,6 +684,8 @@ static void fwd_close(struct fwd *f)
 {
 	f->done = 1;
 	table_remove(f->w->fwd, f);
+	if (f->udp_answered)
+		udp_attempt_recycle(f);
 	udp_attempt_close(f);
 	tcp_attempt_close(f);
 	uv_timer_stop(&f->timer);

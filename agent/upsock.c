@@ -1,0 +1,60 @@
+/* Upstream UDP sockets. See upsock.h. */
+#include "agent/upsock.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RECYCLE_READS 16 /* datagrams read away before a socket is given up on */
+
+static socklen_t addr_len(const struct sockaddr_storage *a)
+{
+	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+int upsock_open(const struct sockaddr_storage *srv)
+{
+	int fd = socket(srv->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), r;
+
+	if (fd < 0)
+		return -errno;
+	r = upsock_connect(fd, srv);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int upsock_connect(int fd, const struct sockaddr_storage *srv)
+{
+	/* Unbound, the socket gets a port from connect(): the kernel draws it at random from
+	 * the ephemeral range, and then delivers only what @srv sends to that port. */
+	if (connect(fd, (const struct sockaddr *)srv, addr_len(srv)) < 0)
+		return -errno;
+	return 0;
+}
+
+int upsock_recycle(int fd)
+{
+	struct sockaddr unspec;
+	uint8_t byte;
+
+	memset(&unspec, 0, sizeof unspec);
+	unspec.sa_family = AF_UNSPEC;
+	/* Dissolves the association. The socket was never bound by hand, so the kernel also
+	 * takes it out of its tables and drops its port: from here on nothing is delivered to
+	 * it, and the next connect() binds a new one. */
+	if (connect(fd, &unspec, sizeof unspec) < 0)
+		return -errno;
+	/* What arrived before that is still queued: a late duplicate, or a forgery aimed at
+	 * the old port. Read it away; an error queued by ICMP is consumed the same way. */
+	for (int i = 0; i < RECYCLE_READS; i++) {
+		ssize_t n = recv(fd, &byte, sizeof byte, MSG_DONTWAIT | MSG_TRUNC);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+	}
+	return -EBUSY;
+}
