@@ -8,6 +8,7 @@
 #   bench/run.sh            everything below, in one run
 #   bench/run.sh compare    meshdns next to unbound, dnsmasq, dnsdist, kresd, pdns-recursor
 #   bench/run.sh hitfloor N cache hits against the floor, N pairs in turn, median ratio
+#   bench/run.sh missdnsdist N  cache misses against dnsdist, N pairs in turn, median ratio
 #   bench/run.sh mesh       mesh answers next to cache hits (PERF.md: within 5 %)
 #   bench/run.sh threads    --threads 1 and 2: CPU per query per thread at the same load
 #   bench/run.sh sync       100,000 ServiceEntries from the test API server (bench/sync_bench.py)
@@ -145,6 +146,46 @@ hitfloor() {
 			r[int((NR + 1) / 2)], r[1], r[NR], NR }'
 }
 
+# miss_us of meshdns and of dnsdist measured in turn N times, each pair on the same names,
+# new to both; the order alternates. Single runs of compare swing by +-15 % on this VM.
+missdnsdist() {
+	local n=${1:-7} i a d ratios="" from
+	echo "== missdnsdist: $n paired measurements of cache misses, meshdns and dnsdist"
+	start_pair "--serviceentries none"
+	cat >"$BENCH_DIR/dnsdist.conf" <<EOC
+setLocal("127.0.0.1:5313")
+newServer({address="127.0.0.1:$UP"})
+pc = newPacketCache(500000, {maxTTL=86400, minTTL=0})
+getPool(""):setCache(pc)
+setSecurityPollSuffix("")
+EOC
+	setsid dnsdist --supervised --disable-syslog -C "$BENCH_DIR/dnsdist.conf" </dev/null \
+		>"$BENCH_DIR/dnsdist.log" 2>&1 &
+	local DPID=$!
+	sleep 2
+	pin "$DPID"
+	for i in $(seq 1 "$n"); do
+		from=$((1000001 + (i - 1) * MISS_QPS * (SECS + 2)))
+		tail -n +"$from" "$BENCH_DIR/unique.txt" | head -n $((MISS_QPS * (SECS + 2))) \
+			>"$BENCH_DIR/miss-pair.txt"
+		if [ $((i % 2)) -eq 1 ]; then
+			a=$(per_query 5310 "$APID" "$BENCH_DIR/miss-pair.txt" "$MISS_QPS")
+			d=$(per_query 5313 "$DPID" "$BENCH_DIR/miss-pair.txt" "$MISS_QPS")
+		else
+			d=$(per_query 5313 "$DPID" "$BENCH_DIR/miss-pair.txt" "$MISS_QPS")
+			a=$(per_query 5310 "$APID" "$BENCH_DIR/miss-pair.txt" "$MISS_QPS")
+		fi
+		ratios="$ratios $(awk -v a="$a" -v d="$d" 'BEGIN{ printf "%.3f", a / d }')"
+		printf '  pair %d: meshdns %s, dnsdist %s\n' "$i" "$a" "$d"
+	done
+	kill "$DPID" 2>/dev/null
+	wait "$DPID" 2>/dev/null
+	stop_pair
+	echo "$ratios" | tr ' ' '\n' | grep . | sort -n |
+		awk '{ r[NR] = $1 } END{ printf "  miss meshdns/dnsdist: median %.3f (min %.3f, max %.3f, %d pairs)\n",
+			r[int((NR + 1) / 2)], r[1], r[NR], NR }'
+}
+
 sync_bench() {
 	echo "== sync: 100,000 ServiceEntries from the test API server"
 	if [ -f bench/sync_bench.py ]; then
@@ -160,6 +201,7 @@ build
 case "${1:-all}" in
 compare) compare ;;
 hitfloor) hitfloor "${2:-9}" ;;
+missdnsdist) missdnsdist "${2:-7}" ;;
 mesh) mesh ;;
 threads) threads ;;
 sync) sync_bench ;;
@@ -167,12 +209,13 @@ all)
 	echo "machine: $(nproc) cores, $(awk '/model name/{$1=$2=$3="";print;exit}' /proc/cpuinfo), $(uname -r)"
 	compare
 	hitfloor 9
+	missdnsdist 7
 	mesh
 	threads
 	sync_bench
 	;;
 *)
-	echo "usage: bench/run.sh [all|compare|hitfloor [N]|mesh|threads|sync]" >&2
+	echo "usage: bench/run.sh [all|compare|hitfloor [N]|missdnsdist [N]|mesh|threads|sync]" >&2
 	exit 2
 	;;
 esac
