@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define RECYCLE_READS 16 /* datagrams read away before a socket is given up on */
@@ -32,9 +33,19 @@ int upsock_connect(int fd, const struct sockaddr_storage *srv)
 {
 	/* Unbound, the socket gets a port from connect(): the kernel draws it at random from
 	 * the ephemeral range, and then delivers only what @srv sends to that port. */
-	if (connect(fd, (const struct sockaddr *)srv, addr_len(srv)) < 0)
+	if (syscall(SYS_connect, fd, (const struct sockaddr *)srv, addr_len(srv)) < 0)
 		return -errno;
 	return 0;
+}
+
+ssize_t upsock_send(int fd, const void *buf, size_t len)
+{
+	return syscall(SYS_sendto, fd, buf, len, MSG_DONTWAIT, NULL, 0);
+}
+
+ssize_t upsock_recv(int fd, void *buf, size_t cap)
+{
+	return syscall(SYS_recvfrom, fd, buf, cap, MSG_DONTWAIT | MSG_TRUNC, NULL, NULL);
 }
 
 int upsock_recycle(int fd)
@@ -47,12 +58,12 @@ int upsock_recycle(int fd)
 	/* Dissolves the association. The socket was never bound by hand, so the kernel also
 	 * takes it out of its tables and drops its port: from here on nothing is delivered to
 	 * it, and the next connect() binds a new one. */
-	if (connect(fd, &unspec, sizeof unspec) < 0)
+	if (syscall(SYS_connect, fd, &unspec, sizeof unspec) < 0)
 		return -errno;
 	/* What arrived before that is still queued: a late duplicate, or a forgery aimed at
 	 * the old port. Read it away; an error queued by ICMP is consumed the same way. */
 	for (int i = 0; i < RECYCLE_READS; i++) {
-		ssize_t n = recv(fd, &byte, sizeof byte, MSG_DONTWAIT | MSG_TRUNC);
+		ssize_t n = upsock_recv(fd, &byte, sizeof byte);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
 	}

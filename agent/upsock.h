@@ -19,6 +19,14 @@ int upsock_open(const struct sockaddr_storage *srv);
  * or a negative errno. */
 int upsock_connect(int fd, const struct sockaddr_storage *srv);
 
+/* Sends @len bytes on connected socket @fd; reads one datagram into @buf. Both return what
+ * send(2) and recv(2) return (recv with MSG_TRUNC: the datagram's full length), never
+ * block, and go straight through syscall(2): glibc's wrappers are cancellation points that
+ * switch asynchronous cancellation on and off around every call, and the agent never
+ * cancels threads. */
+ssize_t upsock_send(int fd, const void *buf, size_t len);
+ssize_t upsock_recv(int fd, void *buf, size_t cap);
+
 /* Disconnects @fd and reads away what it still holds, so that nothing sent to its old port
  * can be taken for an answer to its next query. Returns 0 when it is empty and free of its
  * port, or a negative errno (-EBUSY: datagrams keep coming); the caller then closes it. */
