@@ -75,4 +75,8 @@ struct cache_stats {
 /* Counters, readable from any thread. */
 void cache_get_stats(struct cache *c, struct cache_stats *st);
 
+/* The longest run of slots that are not empty (entries and tombstones): no probe reads more.
+ * Reads the whole table under the writers' lock; for tests and diagnostics. */
+size_t cache_longest_run(struct cache *c);
+
 #endif

@@ -187,6 +187,35 @@ static void test_rule36_bytes_stay_under_the_bound(void **state)
 	cache_free(c);
 }
 
+/* A full cache under a stream of new names (every query a miss, each answer evicting an
+ * older one) keeps its probes short: the eviction hand must not clear the table region by
+ * region, which left runs of tens of thousands of occupied slots (and a worker spending
+ * milliseconds on every lookup) after some hundred thousand evictions. */
+static void test_rule36_eviction_keeps_probes_short(void **state)
+{
+	(void)state;
+	struct cache *c = cache_new(2 << 20, 0);
+	struct cache_stats st;
+	struct query q;
+	char name[64];
+	size_t longest = 0;
+
+	for (int i = 0; i < 200000; i++) {
+		snprintf(name, sizeof name, "u%d-%x.miss.test.", i, (unsigned)i * 2654435761u);
+		make_q(&q, name, LDNS_RR_TYPE_A, 1232, false);
+		insert_a(c, &q, name, 300, "10.0.0.1", 1000);
+		if (i % 10000 == 9999) {
+			size_t run = cache_longest_run(c);
+			longest = run > longest ? run : longest;
+		}
+	}
+	cache_get_stats(c, &st);
+	assert_true(st.evictions > 150000);
+	/* random placement at this load gives runs of about a hundred slots */
+	assert_in_range(longest, 1, 1000);
+	cache_free(c);
+}
+
 static void test_rule36_recently_used_entries_survive_eviction(void **state)
 {
 	(void)state;
@@ -318,6 +347,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_prefetch_is_asked_once_near_expiry, setup,
 						teardown),
 		cmocka_unit_test(test_entry_larger_than_a_quarter_is_refused),
+		cmocka_unit_test(test_rule36_eviction_keeps_probes_short),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	rcu_unregister_thread();
