@@ -371,13 +371,26 @@ static void udp_attempt_recycle(struct fwd *f)
 		return;
 	}
 	f->udp = NULL;
-	/* A later event of the current epoll batch that names it finds no attempt, or the
-	 * next one, which reads only what its own server sends to its new port. */
+	/* A later event that names it finds no attempt and empties it, or finds the next
+	 * attempt, which emptied it when it connected it anew (upsock_reuse). */
 	u->f = NULL;
 	u->next_free = t->spare[fam];
 	t->spare[fam] = u;
 	t->nspare[fam]++;
 	fwd_unref(f);
+}
+
+/* Takes spare @u off its list and closes it. */
+static void udp_spare_discard(struct fwd_table *t, struct fwd_udp *u)
+{
+	for (int fam = 0; fam < 2; fam++)
+		for (struct fwd_udp **pp = &t->spare[fam]; *pp; pp = &(*pp)->next_free)
+			if (*pp == u) {
+				*pp = u->next_free;
+				t->nspare[fam]--;
+				udp_sock_discard(t, u);
+				return;
+			}
 }
 
 static void on_tcp_closed(uv_handle_t *h)
@@ -463,7 +476,7 @@ static void udp_attempt_start(struct fwd *f)
 	if ((u = t->spare[fam])) {
 		t->spare[fam] = u->next_free;
 		t->nspare[fam]--;
-		if (upsock_connect(u->fd, srv) < 0 || upsock_send(u->fd, query, qlen) < 0) {
+		if (upsock_reuse(u->fd, srv) < 0 || upsock_send(u->fd, query, qlen) < 0) {
 			udp_sock_discard(t, u); /* a spare: it holds no query */
 			goto neterr;
 		}
@@ -591,11 +604,16 @@ static void on_upstream_ready(uv_poll_t *h, int status, int events)
 		return;
 	t->in_batch = true;
 	udp_queue_begin(w);
-	n = (int)syscall(SYS_epoll_wait, t->epfd, ev, FWD_EVENTS, 0); /* not a cancellation point */
+	/* not a cancellation point; epoll_pwait, as arm64 has no epoll_wait */
+	n = (int)syscall(SYS_epoll_pwait, t->epfd, ev, FWD_EVENTS, 0, NULL, (size_t)8);
 	for (int i = 0; i < n; i++) {
 		struct fwd_udp *u = ev[i].data.ptr;
 		if (u->fd >= 0 && u->f)
 			udp_attempt_read(u);
+		else if (u->fd >= 0 && upsock_drain(u->fd) < 0)
+			/* A spare that something reached (a late duplicate): emptied, so that the
+			 * level-triggered set stops reporting it; one that cannot be is closed. */
+			udp_spare_discard(t, u);
 	}
 	t->in_batch = false;
 	while (t->closed) {

@@ -8,11 +8,20 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define RECYCLE_READS 16 /* datagrams read away before a socket is given up on */
+#define DRAIN_READS 16 /* datagrams read away before a socket is given up on */
 
 static socklen_t addr_len(const struct sockaddr_storage *a)
 {
 	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+static int do_connect(int fd, const struct sockaddr_storage *srv)
+{
+	/* Unbound, the socket gets a port from connect(): the kernel draws it at random from
+	 * the ephemeral range, and then delivers only what @srv sends to that port. */
+	if (syscall(SYS_connect, fd, (const struct sockaddr *)srv, addr_len(srv)) < 0)
+		return -errno;
+	return 0;
 }
 
 int upsock_open(const struct sockaddr_storage *srv)
@@ -21,7 +30,7 @@ int upsock_open(const struct sockaddr_storage *srv)
 
 	if (fd < 0)
 		return -errno;
-	r = upsock_connect(fd, srv);
+	r = do_connect(fd, srv);
 	if (r < 0) {
 		close(fd);
 		return r;
@@ -29,13 +38,13 @@ int upsock_open(const struct sockaddr_storage *srv)
 	return fd;
 }
 
-int upsock_connect(int fd, const struct sockaddr_storage *srv)
+int upsock_reuse(int fd, const struct sockaddr_storage *srv)
 {
-	/* Unbound, the socket gets a port from connect(): the kernel draws it at random from
-	 * the ephemeral range, and then delivers only what @srv sends to that port. */
-	if (syscall(SYS_connect, fd, (const struct sockaddr *)srv, addr_len(srv)) < 0)
-		return -errno;
-	return 0;
+	int r = do_connect(fd, srv);
+
+	/* Emptied after the connect: whatever reached the socket before, under its old port
+	 * or in the instant it was being unhashed, is gone before the query leaves. */
+	return r < 0 ? r : upsock_drain(fd);
 }
 
 ssize_t upsock_send(int fd, const void *buf, size_t len)
@@ -51,7 +60,6 @@ ssize_t upsock_recv(int fd, void *buf, size_t cap)
 int upsock_recycle(int fd)
 {
 	struct sockaddr unspec;
-	uint8_t byte;
 
 	memset(&unspec, 0, sizeof unspec);
 	unspec.sa_family = AF_UNSPEC;
@@ -60,9 +68,16 @@ int upsock_recycle(int fd)
 	 * it, and the next connect() binds a new one. */
 	if (syscall(SYS_connect, fd, &unspec, sizeof unspec) < 0)
 		return -errno;
-	/* What arrived before that is still queued: a late duplicate, or a forgery aimed at
-	 * the old port. Read it away; an error queued by ICMP is consumed the same way. */
-	for (int i = 0; i < RECYCLE_READS; i++) {
+	return 0;
+}
+
+int upsock_drain(int fd)
+{
+	uint8_t byte;
+
+	/* A late duplicate, a forgery aimed at an old port, or an error queued by ICMP: each
+	 * read takes one away. */
+	for (int i = 0; i < DRAIN_READS; i++) {
 		ssize_t n = upsock_recv(fd, &byte, sizeof byte);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;

@@ -1,6 +1,6 @@
 /* Unit tests for agent/upsock.c, on real loopback sockets: a recycled socket leaves from a
  * new port, and nothing that was queued for (or is later sent to) its old port is read
- * after it is connected again. */
+ * after it is connected again; a spare that something reached is emptied. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -82,11 +82,12 @@ static void recycled_socket_reads_nothing_old(int family)
 
 	assert_int_equal(upsock_recycle(cli), 0);
 	assert_int_equal(local_port(cli), 0); /* the port is given back */
+
+	/* connected anew: a new port, and the two datagrams still queued are gone */
+	assert_int_equal(upsock_reuse(cli, &srvaddr), 0);
+	assert_int_not_equal(local_port(cli), 0);
 	assert_int_equal(recv(cli, buf, sizeof buf, MSG_DONTWAIT), -1);
 	assert_int_equal(errno, EAGAIN);
-
-	assert_int_equal(upsock_connect(cli, &srvaddr), 0);
-	assert_int_not_equal(local_port(cli), 0);
 	/* Sent to the old port after the recycle: that port is no longer the socket's. */
 	sendto(srv, "late", 4, 0, (struct sockaddr *)&client,
 	       family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
@@ -99,6 +100,30 @@ static void recycled_socket_reads_nothing_old(int family)
 	/* the first thing read is the answer to the new query */
 	assert_int_equal(recv(cli, buf, sizeof buf, 0), 3);
 	assert_memory_equal(buf, "new", 3);
+	close(cli);
+	close(srv);
+}
+
+/* A disconnected spare can still hold what was queued before; upsock_drain empties it. */
+static void test_drain_empties_a_spare(void **state)
+{
+	struct sockaddr_storage srvaddr, client;
+	int srv = server_socket(AF_INET, &srvaddr);
+	int cli = upsock_open(&srvaddr);
+	char buf[16];
+
+	(void)state;
+	assert_true(cli >= 0);
+	exchange(srv, cli, &client);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(sendto(srv, "dup", 3, 0, (struct sockaddr *)&client,
+					sizeof(struct sockaddr_in)),
+				 3);
+	assert_int_equal(upsock_recycle(cli), 0);
+	assert_int_equal(recv(cli, buf, sizeof buf, MSG_DONTWAIT | MSG_PEEK), 3);
+	assert_int_equal(upsock_drain(cli), 0);
+	assert_int_equal(recv(cli, buf, sizeof buf, MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
 	close(cli);
 	close(srv);
 }
@@ -139,7 +164,7 @@ static void test_recycled_ports_are_random(void **state)
 	for (int i = 0; i < 200; i++) {
 		if (i > 0) {
 			assert_int_equal(upsock_recycle(cli), 0);
-			assert_int_equal(upsock_connect(cli, &srvaddr), 0);
+			assert_int_equal(upsock_reuse(cli, &srvaddr), 0);
 		}
 		ports[i] = local_port(cli);
 		bool seen = false;
@@ -161,6 +186,7 @@ int main(void)
 		cmocka_unit_test(test_recycle_ipv4),
 		cmocka_unit_test(test_recycle_ipv6),
 		cmocka_unit_test(test_recycled_ports_are_random),
+		cmocka_unit_test(test_drain_empties_a_spare),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
