@@ -257,7 +257,10 @@ static void on_idle(uv_timer_t *t)
 {
 	struct tcp_conn *c = t->data;
 
-	if (c->pending == 0)
+	/* Draining, answers still queued for a slow reader are let out (until the drain
+	 * limit) rather than cut off. */
+	if (c->pending == 0 &&
+	    !(c->w->draining && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0))
 		conn_close(c);
 }
 
@@ -337,10 +340,12 @@ void tcp_drain(struct worker *w)
 {
 	for (size_t i = 0; i < w->ntcp; i++)
 		listener_drain(&w->tcp[i]);
-	/* Open connections are still served; each closes once idle for TCP_DRAIN_IDLE_MS. */
+	/* Open connections are still served; each closes once idle for TCP_DRAIN_IDLE_MS.
+	 * Through on_resume, which re-arms the idle timer with the drain's timeout: it also
+	 * serves queries already buffered, whose resume this timer may have been holding. */
 	for (struct tcp_conn *c = w->conns; c; c = c->next)
 		if (!c->closing)
-			uv_timer_start(&c->idle, on_idle, TCP_DRAIN_IDLE_MS, TCP_DRAIN_IDLE_MS);
+			uv_timer_start(&c->idle, on_resume, 0, 0);
 }
 
 void tcp_close_all(struct worker *w)
