@@ -29,10 +29,11 @@
 #define FWD_SPARE_SOCKS 64   /* recycled upstream sockets kept per address family */
 /* Freed queries and waiters kept per worker for reuse; none under AddressSanitizer, so that
  * it still sees every use after free. */
-#if defined(__SANITIZE_ADDRESS__)
-#define FWD_FREE_MAX 0
-#else
 #define FWD_FREE_MAX 256
+#if defined(__SANITIZE_ADDRESS__)
+#define FWD_FREELISTS 0
+#else
+#define FWD_FREELISTS 1
 #endif
 
 /* Freed objects of one size kept for the next allocation (no malloc on a steady miss path). */
@@ -141,7 +142,7 @@ static void *fl_take(struct freelist *fl, size_t size)
 
 static void fl_give(struct freelist *fl, void *p)
 {
-	if (fl->n >= FWD_FREE_MAX) {
+	if (!FWD_FREELISTS || fl->n >= FWD_FREE_MAX) {
 		free(p);
 		return;
 	}
