@@ -70,6 +70,7 @@ struct fwd_udp {
 	int fd;
 	struct fwd *f;             /* NULL while spare */
 	struct fwd_udp *next_free; /* on the closed or the spare list */
+	uint8_t fam;               /* spare list: 0 IPv4, 1 IPv6 */
 };
 
 struct fwd_tcp {
@@ -235,18 +236,15 @@ int fwd_table_new(struct worker *w)
 	return 0;
 }
 
+static void udp_spare_discard(struct fwd_table *t, struct fwd_udp *u);
+
 static void on_epoll_closed(uv_handle_t *h)
 {
 	struct worker *w = h->data;
 
-	for (int fam = 0; fam < 2; fam++) {
-		struct fwd_udp *u, *next;
-		for (u = w->fwd->spare[fam]; u; u = next) {
-			next = u->next_free;
-			close(u->fd);
-			free(u);
-		}
-	}
+	for (int fam = 0; fam < 2; fam++)
+		while (w->fwd->spare[fam])
+			udp_spare_discard(w->fwd, w->fwd->spare[fam]);
 	fl_clear(&w->fwd->free_fwd);
 	fl_clear(&w->fwd->free_waiter);
 	close(w->fwd->epfd);
@@ -321,8 +319,6 @@ static void on_timer_closed(uv_handle_t *h)
 
 /* ---- attempts ---------------------------------------------------------------------------- */
 
-static const struct sockaddr_storage *current_server(const struct fwd *f);
-
 static void udp_attempt_free(struct fwd_udp *u)
 {
 	struct fwd *f = u->f;
@@ -363,11 +359,10 @@ static void udp_attempt_recycle(struct fwd *f)
 {
 	struct fwd_udp *u = f->udp;
 	struct fwd_table *t = f->w->fwd;
-	int fam = current_server(f)->ss_family == AF_INET6;
 
 	if (!u)
 		return;
-	if (t->nspare[fam] >= FWD_SPARE_SOCKS || upsock_recycle(u->fd) < 0) {
+	if (t->nspare[u->fam] >= FWD_SPARE_SOCKS || upsock_recycle(u->fd) < 0) {
 		udp_attempt_close(f);
 		return;
 	}
@@ -375,23 +370,22 @@ static void udp_attempt_recycle(struct fwd *f)
 	/* A later event that names it finds no attempt and empties it, or finds the next
 	 * attempt, which emptied it when it connected it anew (upsock_reuse). */
 	u->f = NULL;
-	u->next_free = t->spare[fam];
-	t->spare[fam] = u;
-	t->nspare[fam]++;
+	u->next_free = t->spare[u->fam];
+	t->spare[u->fam] = u;
+	t->nspare[u->fam]++;
 	fwd_unref(f);
 }
 
 /* Takes spare @u off its list and closes it. */
 static void udp_spare_discard(struct fwd_table *t, struct fwd_udp *u)
 {
-	for (int fam = 0; fam < 2; fam++)
-		for (struct fwd_udp **pp = &t->spare[fam]; *pp; pp = &(*pp)->next_free)
-			if (*pp == u) {
-				*pp = u->next_free;
-				t->nspare[fam]--;
-				udp_sock_discard(t, u);
-				return;
-			}
+	for (struct fwd_udp **pp = &t->spare[u->fam]; *pp; pp = &(*pp)->next_free)
+		if (*pp == u) {
+			*pp = u->next_free;
+			t->nspare[u->fam]--;
+			udp_sock_discard(t, u);
+			return;
+		}
 }
 
 static void on_tcp_closed(uv_handle_t *h)
@@ -490,6 +484,7 @@ static void udp_attempt_start(struct fwd *f)
 			goto neterr;
 		}
 		u->fd = fd;
+		u->fam = (uint8_t)fam;
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = u };
 		if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			close(fd);

@@ -45,6 +45,7 @@ static bool write_blocked(struct tcp_conn *c)
 static void on_resume(uv_timer_t *t);
 static struct tcp_conn *conn_new(struct worker *w);
 static void conn_start(struct tcp_conn *c);
+static void conn_abort(struct tcp_conn *c);
 
 /* The idle timeout: shorter while draining, so that the drain ends soon after the last
  * answer while a client that just connected still gets its query read. */
@@ -326,8 +327,7 @@ static void listener_drain(struct tcp_listener *l)
 			}
 			if (uv_tcp_open(&c->tcp, cfd) < 0) {
 				close(cfd);
-				c->closing = true;
-				uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+				conn_abort(c);
 				continue;
 			}
 			conn_start(c);
@@ -376,6 +376,13 @@ static struct tcp_conn *conn_new(struct worker *w)
 	return c;
 }
 
+/* Closes new connection @c before it is served (only its handle is open). */
+static void conn_abort(struct tcp_conn *c)
+{
+	c->closing = true;
+	uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
 /* Starts serving @c, whose handle holds the accepted socket: or closes it at once when the
  * worker is over its connection cap, rather than leave it in the backlog. */
 static void conn_start(struct tcp_conn *c)
@@ -384,8 +391,7 @@ static void conn_start(struct tcp_conn *c)
 
 	if (w->tcp_conns > w->srv->cfg->max_tcp_conns) {
 		stats_inc(&w->stats.overload[STATS_OVERLOAD_TCP]);
-		c->closing = true;
-		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+		conn_abort(c);
 		return;
 	}
 	int plen = sizeof c->peer;
@@ -408,8 +414,7 @@ static void on_connection(uv_stream_t *server, int status)
 	if (status < 0 || !(c = conn_new(l->w)))
 		return;
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
-		c->closing = true;
-		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+		conn_abort(c);
 		return;
 	}
 	conn_start(c);
