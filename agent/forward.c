@@ -71,6 +71,7 @@ struct fwd_udp {
 	struct fwd *f;             /* NULL while spare */
 	struct fwd_udp *next_free; /* on the closed or the spare list */
 	uint8_t fam;               /* spare list: 0 IPv4, 1 IPv6 */
+	uint8_t empty;             /* the read that found the answer found nothing after it */
 };
 
 struct fwd_tcp {
@@ -362,13 +363,14 @@ static void udp_attempt_recycle(struct fwd *f)
 
 	if (!u)
 		return;
-	if (t->nspare[u->fam] >= FWD_SPARE_SOCKS || upsock_recycle(u->fd) < 0) {
+	if (t->nspare[u->fam] >= FWD_SPARE_SOCKS || upsock_recycle(u->fd, u->empty) < 0) {
 		udp_attempt_close(f);
 		return;
 	}
 	f->udp = NULL;
-	/* A later event that names it finds no attempt and empties it, or finds the next
-	 * attempt, which emptied it when it connected it anew (upsock_reuse). */
+	/* Empty and without a port. A datagram that slipped in while the kernel was unhashing
+	 * it is emptied by the event that reports it, or read and refused (wrong ID) by the
+	 * next attempt. */
 	u->f = NULL;
 	u->next_free = t->spare[u->fam];
 	t->spare[u->fam] = u;
@@ -471,15 +473,15 @@ static void udp_attempt_start(struct fwd *f)
 	if ((u = t->spare[fam])) {
 		t->spare[fam] = u->next_free;
 		t->nspare[fam]--;
-		if (upsock_reuse(u->fd, srv) < 0 || upsock_send(u->fd, query, qlen) < 0) {
+		if (upsock_send(u->fd, srv, query, qlen) < 0) {
 			udp_sock_discard(t, u); /* a spare: it holds no query */
 			goto neterr;
 		}
 	} else {
-		fd = upsock_open(srv);
+		fd = upsock_open(srv->ss_family);
 		if (fd < 0)
 			goto neterr;
-		if (upsock_send(fd, query, qlen) < 0 || !(u = calloc(1, sizeof *u))) {
+		if (upsock_send(fd, srv, query, qlen) < 0 || !(u = calloc(1, sizeof *u))) {
 			close(fd);
 			goto neterr;
 		}
@@ -492,6 +494,7 @@ static void udp_attempt_start(struct fwd *f)
 			goto neterr;
 		}
 	}
+	u->empty = 0;
 	u->f = f;
 	u->next_free = NULL;
 	f->udp = u;
@@ -563,28 +566,48 @@ static void handle_reply(struct fwd *f, const uint8_t *pkt, struct wire_reply *r
 	}
 }
 
-/* Reads what the upstream sent to attempt @u. */
-static void udp_attempt_read(struct fwd_udp *u)
+/* Reads what reached attempt @u, two datagrams per call: the answer and, almost always,
+ * the news that nothing followed it, which spares the socket a read when it is recycled.
+ * @err: the event reported an error. */
+static void udp_attempt_read(struct fwd_udp *u, bool err)
 {
 	struct fwd *f = u->f;
-	uint8_t *buf = f->w->rxbuf;
-	struct wire_reply *r = f->w->reply;
+	struct worker *w = f->w;
+	struct wire_reply *r = w->reply;
+	const struct sockaddr_storage *srv = current_server(f);
+	struct upsock_dgram d[2] = {
+		{ .buf = w->rxbuf, .cap = WIRE_MAX_MSG },
+		{ .buf = w->rxbuf2, .cap = WIRE_MAX_MSG },
+	};
 
-	for (int i = 0; i < FWD_UDP_READS && f->udp == u; i++) {
-		ssize_t n = upsock_recv(u->fd, buf, WIRE_MAX_MSG);
+	for (int reads = 0; reads < FWD_UDP_READS && f->udp == u; reads += 2) {
+		int n = upsock_read(u->fd, d, 2);
+		if (n == -EAGAIN || n == -EINTR) {
+			/* only an ICMP message on the error queue: the server cannot be reached */
+			if (err)
+				neterr(f);
+			return;
+		}
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				return;
 			/* ECONNREFUSED: the server's port is closed (ICMP); try the next one */
 			neterr(f);
 			return;
 		}
-		if (n > WIRE_MAX_MSG)
-			continue;
-		if (check_reply(f, buf, (size_t)n, r, true)) {
-			handle_reply(f, buf, r, true);
-			return;
+		for (int i = 0; i < n && f->udp == u; i++) {
+			if (d[i].len > WIRE_MAX_MSG)
+				continue;
+			if (!upsock_from(&d[i].from, srv)) {
+				/* the socket is not connected: the kernel delivers what anyone sends */
+				stats_inc(&w->stats.upstream_dropped[STATS_UPDROP_SOURCE]);
+				continue;
+			}
+			if (check_reply(f, d[i].buf, d[i].len, r, true)) {
+				u->empty = i == n - 1 && n < 2;
+				handle_reply(f, d[i].buf, r, true);
+			}
 		}
+		if (n < 2)
+			return;
 	}
 }
 
@@ -605,10 +628,11 @@ static void on_upstream_ready(uv_poll_t *h, int status, int events)
 	for (int i = 0; i < n; i++) {
 		struct fwd_udp *u = ev[i].data.ptr;
 		if (u->fd >= 0 && u->f)
-			udp_attempt_read(u);
-		else if (u->fd >= 0 && upsock_drain(u->fd) < 0)
-			/* A spare that something reached (a late duplicate): emptied, so that the
-			 * level-triggered set stops reporting it; one that cannot be is closed. */
+			udp_attempt_read(u, ev[i].events & EPOLLERR);
+		else if (u->fd >= 0 && ((ev[i].events & EPOLLERR) || upsock_drain(u->fd) < 0))
+			/* A spare that something reached in the instant it lost its port: emptied,
+			 * so that the level-triggered set stops reporting it; one that cannot be,
+			 * or that holds an ICMP error, is closed. */
 			udp_spare_discard(t, u);
 	}
 	t->in_batch = false;

@@ -444,7 +444,7 @@ static void render_agent(const struct metrics_snapshot *s, struct metrics_out *o
 	static const char *const updrop[STATS_UPDROPS] = {
 		[STATS_UPDROP_MALFORMED] = "malformed",	    [STATS_UPDROP_ID] = "wrong_id",
 		[STATS_UPDROP_QUESTION] = "wrong_question", [STATS_UPDROP_OVERSIZE] = "oversize",
-		[STATS_UPDROP_ERROR] = "error_rcode",
+		[STATS_UPDROP_ERROR] = "error_rcode",	    [STATS_UPDROP_SOURCE] = "wrong_source",
 	};
 	static const char *const drop[STATS_DROPS] = {
 		[STATS_DROP_SHORT] = "malformed",

@@ -53,6 +53,7 @@ enum stats_upstream_drop {
 	STATS_UPDROP_QUESTION,      /* wrong question */
 	STATS_UPDROP_OVERSIZE,      /* larger than we asked for over UDP */
 	STATS_UPDROP_ERROR,         /* SERVFAIL, REFUSED, ... (next server tried) */
+	STATS_UPDROP_SOURCE,        /* not from the server's address and port */
 	STATS_UPDROPS
 };
 

@@ -15,72 +15,110 @@ static socklen_t addr_len(const struct sockaddr_storage *a)
 	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
-static int do_connect(int fd, const struct sockaddr_storage *srv)
+int upsock_open(int family)
 {
-	/* Unbound, the socket gets a port from connect(): the kernel draws it at random from
-	 * the ephemeral range, and then delivers only what @srv sends to that port. */
-	if (syscall(SYS_connect, fd, (const struct sockaddr *)srv, addr_len(srv)) < 0)
-		return -errno;
-	return 0;
-}
-
-int upsock_open(const struct sockaddr_storage *srv)
-{
-	int fd = socket(srv->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), r;
+	int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1, r;
 
 	if (fd < 0)
 		return -errno;
-	r = do_connect(fd, srv);
+	/* An unconnected socket hears of ICMP errors only with IP_RECVERR: without it, a closed
+	 * server port would cost a whole timeout instead of failing the attempt at once. */
+	if (family == AF_INET6)
+		r = setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
+	else
+		r = setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on);
 	if (r < 0) {
+		r = -errno;
 		close(fd);
 		return r;
 	}
 	return fd;
 }
 
-int upsock_reuse(int fd, const struct sockaddr_storage *srv)
+ssize_t upsock_send(int fd, const struct sockaddr_storage *srv, const void *buf, size_t len)
 {
-	int r = do_connect(fd, srv);
-
-	/* Emptied after the connect: whatever reached the socket before, under its old port
-	 * or in the instant it was being unhashed, is gone before the query leaves. */
-	return r < 0 ? r : upsock_drain(fd);
+	return syscall(SYS_sendto, fd, buf, len, MSG_DONTWAIT, (const struct sockaddr *)srv,
+		       addr_len(srv));
 }
 
-ssize_t upsock_send(int fd, const void *buf, size_t len)
+int upsock_read(int fd, struct upsock_dgram *d, unsigned n)
 {
-	return syscall(SYS_sendto, fd, buf, len, MSG_DONTWAIT, NULL, 0);
+	struct mmsghdr m[2];
+	struct iovec iov[2];
+	int r;
+
+	if (n > 2)
+		n = 2;
+	memset(m, 0, sizeof(m[0]) * n);
+	for (unsigned i = 0; i < n; i++) {
+		iov[i].iov_base = d[i].buf;
+		iov[i].iov_len = d[i].cap;
+		m[i].msg_hdr.msg_iov = &iov[i];
+		m[i].msg_hdr.msg_iovlen = 1;
+		m[i].msg_hdr.msg_name = &d[i].from;
+		m[i].msg_hdr.msg_namelen = sizeof d[i].from;
+	}
+	/* MSG_TRUNC: msg_len is the datagram's full length, so a cut one is recognised */
+	r = (int)syscall(SYS_recvmmsg, fd, m, n, MSG_DONTWAIT | MSG_TRUNC, NULL);
+	if (r < 0)
+		return -errno;
+	for (int i = 0; i < r; i++) {
+		d[i].len = m[i].msg_len;
+		if (m[i].msg_hdr.msg_namelen > sizeof d[i].from)
+			d[i].from.ss_family = AF_UNSPEC;
+	}
+	return r;
 }
 
-ssize_t upsock_recv(int fd, void *buf, size_t cap)
+bool upsock_from(const struct sockaddr_storage *from, const struct sockaddr_storage *srv)
 {
-	return syscall(SYS_recvfrom, fd, buf, cap, MSG_DONTWAIT | MSG_TRUNC, NULL, NULL);
+	if (from->ss_family != srv->ss_family)
+		return false;
+	if (from->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)from;
+		const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)srv;
+		return a->sin6_port == b->sin6_port &&
+		       memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
+	}
+	if (from->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)from;
+		const struct sockaddr_in *b = (const struct sockaddr_in *)srv;
+		return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+	}
+	return false;
 }
 
-int upsock_recycle(int fd)
+int upsock_recycle(int fd, bool empty)
 {
 	struct sockaddr unspec;
 
 	memset(&unspec, 0, sizeof unspec);
 	unspec.sa_family = AF_UNSPEC;
-	/* Dissolves the association. The socket was never bound by hand, so the kernel also
-	 * takes it out of its tables and drops its port: from here on nothing is delivered to
-	 * it, and the next connect() binds a new one. */
+	/* The socket was never bound by hand, so the kernel takes it out of its tables and drops
+	 * its port: from here on nothing is delivered to it, and the next sendto binds a new
+	 * one. What is already queued stays, and is read away now, when no more can come. */
 	if (syscall(SYS_connect, fd, &unspec, sizeof unspec) < 0)
 		return -errno;
-	return 0;
+	return empty ? 0 : upsock_drain(fd);
 }
 
 int upsock_drain(int fd)
 {
 	uint8_t byte;
 
-	/* A late duplicate, a forgery aimed at an old port, or an error queued by ICMP: each
-	 * read takes one away. */
-	for (int i = 0; i < DRAIN_READS; i++) {
-		ssize_t n = upsock_recv(fd, &byte, sizeof byte);
+	struct iovec iov = { .iov_base = &byte, .iov_len = sizeof byte };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	int i;
+
+	/* A late duplicate, a forgery aimed at an old port, or an error left by ICMP: each read
+	 * takes one away; then the ICMP messages themselves, kept on the error queue. */
+	for (i = 0; i < DRAIN_READS; i++) {
+		ssize_t n = syscall(SYS_recvfrom, fd, &byte, sizeof byte, MSG_DONTWAIT, NULL, NULL);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
+			break;
 	}
+	for (; i < DRAIN_READS; i++)
+		if (syscall(SYS_recvmsg, fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
 	return -EBUSY;
 }

@@ -1,38 +1,61 @@
 /* Upstream UDP sockets: each query leaves from a fresh random source port (RFC 5452).
  *
- * A socket that has carried one query and its answer is recycled rather than closed: it is
- * disconnected (the kernel unhashes it and forgets its port) and, for the next query,
- * connected again, which binds it to a new random port, and emptied of anything still
- * queued before the query is sent. Nothing that reaches it before the query leaves can be
- * an answer to it, so nothing sent to an old port is ever taken for one. This keeps the
- * port unpredictable per query while saving the socket(2), epoll_ctl(2) and close(2) of a
- * new socket.
+ * A socket is never bound or connected by hand. The query is sent with sendto(2), and on a
+ * socket without a port the kernel first binds it to one drawn at random from the ephemeral
+ * range; one system call does both. The socket is then unconnected, so the kernel delivers
+ * to it whatever reaches that port: every datagram read is checked against the server's
+ * address and port (upsock_from) before its ID and question are. ICMP errors still reach it
+ * (IP_RECVERR), so a closed server port fails the attempt at once.
+ *
+ * After its answer a socket is recycled rather than closed: connect(AF_UNSPEC) takes it out
+ * of the kernel's tables and drops its port, so the next sendto draws a new one. Nothing
+ * queued under the old port may be read as the answer to the next query: upsock_read says
+ * when it found the socket empty, and a socket not known to be empty is emptied after it has
+ * lost its port, when nothing more can reach it. This keeps the port unpredictable per query
+ * while saving, per query, the socket(2), epoll_ctl(2) and close(2) of a new socket and a
+ * connect(2).
  */
 #ifndef MESHDNS_AGENT_UPSOCK_H
 #define MESHDNS_AGENT_UPSOCK_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
-/* A non-blocking UDP socket connected to @srv, on a random ephemeral port. Returns the file
- * descriptor or a negative errno. */
-int upsock_open(const struct sockaddr_storage *srv);
+/* A non-blocking UDP socket of @family (AF_INET or AF_INET6), without a port yet. Returns
+ * the file descriptor or a negative errno. */
+int upsock_open(int family);
 
-/* Connects recycled socket @fd to @srv (the kernel binds it to a new random port) and reads
- * away whatever it holds. Returns 0, or a negative errno (-EBUSY: datagrams keep coming);
- * the caller then closes it. */
-int upsock_reuse(int fd, const struct sockaddr_storage *srv);
+/* Sends @len bytes to @srv from @fd (binding it to a new random port if it has none).
+ * Returns what sendto(2) returns; never blocks. */
+ssize_t upsock_send(int fd, const struct sockaddr_storage *srv, const void *buf, size_t len);
 
-/* Sends @len bytes on connected socket @fd; reads one datagram into @buf. Both return what
- * send(2) and recv(2) return (recv with MSG_TRUNC: the datagram's full length), never
- * block, and go straight through syscall(2): glibc's wrappers are cancellation points that
- * switch asynchronous cancellation on and off around every call, and the agent never
+/* A datagram read by upsock_read: @buf and @cap are given, @len (its full length, which is
+ * larger than @cap when it was cut) and @from are filled in. */
+struct upsock_dgram {
+	void *buf;
+	size_t cap;
+	size_t len;
+	struct sockaddr_storage from;
+};
+
+/* Reads up to @n datagrams from @fd in one call. Returns how many, or a negative errno:
+ * -EAGAIN when there is none, or the error an ICMP message left (-ECONNREFUSED, ...). Fewer
+ * than @n means that the socket was empty when it was read.
+ *
+ * Upstream I/O goes straight through syscall(2): glibc's wrappers are cancellation points
+ * that switch asynchronous cancellation on and off around every call, and the agent never
  * cancels threads. */
-ssize_t upsock_send(int fd, const void *buf, size_t len);
-ssize_t upsock_recv(int fd, void *buf, size_t cap);
+int upsock_read(int fd, struct upsock_dgram *d, unsigned n);
 
-/* Disconnects @fd: the kernel drops its port and delivers nothing more to it. Returns 0 or
- * a negative errno; the caller then closes it. */
-int upsock_recycle(int fd);
+/* True when @from is @srv: same family, address and port. */
+bool upsock_from(const struct sockaddr_storage *from, const struct sockaddr_storage *srv);
+
+/* Recycles @fd: the kernel drops its port and delivers nothing more to it; unless @empty (the
+ * last read found it empty), what it still holds is then read away. Returns 0, or a negative
+ * errno (-EBUSY: it cannot be emptied); the caller then closes it. */
+int upsock_recycle(int fd, bool empty);
 
 /* Reads away what @fd holds. Returns 0 once it is empty, -EBUSY when datagrams keep coming,
  * or another negative errno. */

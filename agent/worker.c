@@ -166,13 +166,14 @@ int worker_new(struct server *srv, unsigned index, struct worker **out)
 	}
 	w->scratch = malloc(WIRE_MAX_MSG + 2);
 	w->rxbuf = malloc(WIRE_MAX_MSG + 2);
+	w->rxbuf2 = malloc(WIRE_MAX_MSG + 2);
 	w->canon = malloc(WIRE_MAX_MSG + 2);
 	w->reply = malloc(sizeof *w->reply);
 	w->rcanon = malloc(sizeof *w->rcanon);
 	w->batch = udp_batch_new();
 	w->udp = calloc(cfg->nlisten, sizeof *w->udp);
 	w->tcp = calloc(cfg->nlisten, sizeof *w->tcp);
-	if (!w->scratch || !w->rxbuf || !w->canon || !w->reply || !w->rcanon || !w->batch ||
+	if (!w->scratch || !w->rxbuf || !w->rxbuf2 || !w->canon || !w->reply || !w->rcanon || !w->batch ||
 	    !w->udp || !w->tcp || fwd_table_new(w) < 0) {
 		r = -ENOMEM;
 		goto fail;
@@ -253,6 +254,7 @@ void worker_join_free(struct worker *w)
 	}
 	free(w->scratch);
 	free(w->rxbuf);
+	free(w->rxbuf2);
 	free(w->canon);
 	free(w->reply);
 	free(w->rcanon);

@@ -80,6 +80,7 @@ struct worker {
 	struct udp_batch *batch;
 	uint8_t *scratch;   /* WIRE_MAX_MSG + 2: building replies */
 	uint8_t *rxbuf;     /* WIRE_MAX_MSG: upstream UDP replies */
+	uint8_t *rxbuf2;    /* WIRE_MAX_MSG: the datagram read with one */
 	uint8_t *canon;     /* WIRE_MAX_MSG: canonical replies */
 	struct wire_reply *reply;    /* the upstream reply being checked */
 	struct reply_canon *rcanon;  /* its canonical form's description */

@@ -10,6 +10,7 @@ counters of dropped replies are not asserted; answers are.
 import random
 import socket
 import struct
+import urllib.request
 
 import dns.flags
 import dns.message
@@ -122,11 +123,28 @@ class ForgedReplies(DnsTestCase):
     def test_rule29_wrong_question_type_ignored(self):
         self.check_forgery_ignored("wrong_type")
 
+    def check_wrong_source_counted(self, kind):
+        # The upstream sockets are not connected, so the kernel hands them what anyone
+        # sends to their port: the agent itself must refuse it, and says so in /metrics.
+        self.up = self.start_fake(handler=forge_then_answer([kind]))
+        mport = harness.free_port()
+        self.m = self.start_meshdns("--upstream", "127.0.0.1:%d" % self.up.port,
+                                    "--metrics", "127.0.0.1:%d" % mport)
+        r = self.m.dnsq(NAME, "A")
+        self.assertEqual(answer_data(r), [zones.WWW_IP], "%s accepted: %s" % (kind, r))
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
+                                      timeout=5).read().decode()
+        line = 'meshdns_upstream_dropped_total{reason="wrong_source"} '
+        counts = [float(x[len(line):]) for x in body.splitlines() if x.startswith(line)]
+        self.assertEqual(counts, [1.0], body)
+
     def test_rule29_wrong_source_port_ignored(self):
         self.check_forgery_ignored("wrong_source_port")
+        self.check_wrong_source_counted("wrong_source_port")
 
     def test_rule29_wrong_source_address_ignored(self):
         self.check_forgery_ignored("wrong_source_address")
+        self.check_wrong_source_counted("wrong_source_address")
 
     def test_rule29_message_without_qr_ignored(self):
         self.check_forgery_ignored("not_a_reply")

@@ -1,9 +1,11 @@
-/* Unit tests for agent/upsock.c, on real loopback sockets: a recycled socket leaves from a
- * new port, and nothing that was queued for (or is later sent to) its old port is read
- * after it is connected again; a spare that something reached is emptied. */
+/* Unit tests for agent/upsock.c, on real loopback sockets: each query leaves from a new
+ * random port; nothing that was queued for (or is later sent to) an old port is read after
+ * a recycle; datagrams from others are told apart; ICMP errors reach the unconnected socket;
+ * a spare that something reached is emptied. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -50,76 +52,164 @@ static uint16_t local_port(int fd)
 					     : ((struct sockaddr_in *)&a)->sin_port);
 }
 
-/* What the server sees as the client's address: it answers there. */
-static void exchange(int srv, int cli, struct sockaddr_storage *client)
+static socklen_t slen(int family)
+{
+	return family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* Sends one query from @cli to the server; returns what the server sees as the client's
+ * address (it answers there). */
+static void exchange(int srv, int cli, const struct sockaddr_storage *srvaddr,
+		     struct sockaddr_storage *client)
 {
 	char buf[16];
 	socklen_t len = sizeof *client;
 
-	assert_int_equal(send(cli, "q", 1, 0), 1);
+	assert_int_equal(upsock_send(cli, srvaddr, "q", 1), 1);
 	assert_int_equal(recvfrom(srv, buf, sizeof buf, 0, (struct sockaddr *)client, &len), 1);
+}
+
+static void answer(int srv, const struct sockaddr_storage *client, const char *what)
+{
+	size_t n = strlen(what);
+
+	assert_int_equal(sendto(srv, what, n, 0, (const struct sockaddr *)client,
+				slen(client->ss_family)),
+			 (ssize_t)n);
+}
+
+/* Waits (up to 1 s) until @fd has something to read; loopback delivers synchronously, so
+ * this only guards against a slow machine. */
+static void wait_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	assert_int_equal(poll(&p, 1, 1000), 1);
 }
 
 static void recycled_socket_reads_nothing_old(int family)
 {
-	struct sockaddr_storage srvaddr, client;
+	struct sockaddr_storage srvaddr, client, again;
 	int srv = server_socket(family, &srvaddr);
-	int cli = upsock_open(&srvaddr);
-	char buf[16];
+	int cli = upsock_open(family);
+	char b0[16], b1[16];
+	struct upsock_dgram d[2] = { { .buf = b0, .cap = sizeof b0 }, { .buf = b1, .cap = sizeof b1 } };
 
 	assert_true(cli >= 0);
-	exchange(srv, cli, &client);
+	assert_int_equal(local_port(cli), 0); /* no port until the first query */
+	exchange(srv, cli, &srvaddr, &client);
 	uint16_t first = local_port(cli);
 	assert_int_not_equal(first, 0);
 	/* the answer, then two more datagrams the client never reads: a duplicate and a
 	 * forgery aimed at the port */
-	for (int i = 0; i < 3; i++)
-		assert_int_equal(sendto(srv, "old", 3, 0, (struct sockaddr *)&client,
-					family == AF_INET6 ? sizeof(struct sockaddr_in6)
-							   : sizeof(struct sockaddr_in)),
-				 3);
-	assert_int_equal(recv(cli, buf, sizeof buf, 0), 3);
+	answer(srv, &client, "ans");
+	answer(srv, &client, "dup");
+	answer(srv, &client, "old");
+	wait_readable(cli);
+	assert_int_equal(upsock_read(cli, d, 2), 2); /* the answer and one more: not empty */
+	assert_int_equal(d[0].len, 3);
+	assert_memory_equal(b0, "ans", 3);
+	assert_true(upsock_from(&d[0].from, &srvaddr));
 
-	assert_int_equal(upsock_recycle(cli), 0);
+	assert_int_equal(upsock_recycle(cli, false), 0);
 	assert_int_equal(local_port(cli), 0); /* the port is given back */
+	/* what was still queued is gone */
+	assert_int_equal(upsock_read(cli, d, 2), -EAGAIN);
+	/* sent to the old port after the recycle: that port is no longer the socket's */
+	answer(srv, &client, "late");
 
-	/* connected anew: a new port, and the two datagrams still queued are gone */
-	assert_int_equal(upsock_reuse(cli, &srvaddr), 0);
+	/* the next query leaves from a new port; the first thing read is its answer */
+	exchange(srv, cli, &srvaddr, &again);
 	assert_int_not_equal(local_port(cli), 0);
-	assert_int_equal(recv(cli, buf, sizeof buf, MSG_DONTWAIT), -1);
-	assert_int_equal(errno, EAGAIN);
-	/* Sent to the old port after the recycle: that port is no longer the socket's. */
-	sendto(srv, "late", 4, 0, (struct sockaddr *)&client,
-	       family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-	struct sockaddr_storage again;
-	exchange(srv, cli, &again);
-	assert_int_equal(sendto(srv, "new", 3, 0, (struct sockaddr *)&again,
-				family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						   : sizeof(struct sockaddr_in)),
-			 3);
-	/* the first thing read is the answer to the new query */
-	assert_int_equal(recv(cli, buf, sizeof buf, 0), 3);
-	assert_memory_equal(buf, "new", 3);
+	answer(srv, &again, "new");
+	wait_readable(cli);
+	assert_int_equal(upsock_read(cli, d, 2), 1); /* one, so the socket is empty */
+	assert_int_equal(d[0].len, 3);
+	assert_memory_equal(b0, "new", 3);
+	assert_true(upsock_from(&d[0].from, &srvaddr));
+	/* known empty: recycled without a read */
+	assert_int_equal(upsock_recycle(cli, true), 0);
+	assert_int_equal(local_port(cli), 0);
 	close(cli);
 	close(srv);
 }
 
-/* A disconnected spare can still hold what was queued before; upsock_drain empties it. */
+/* The socket is not connected: the kernel hands it a datagram from anyone who finds the
+ * port; upsock_from tells the server's from the others, and a cut datagram shows its full
+ * length. */
+static void test_from_tells_the_server_from_others(void **state)
+{
+	struct sockaddr_storage srvaddr, otheraddr, client;
+	int srv = server_socket(AF_INET, &srvaddr);
+	int other = server_socket(AF_INET, &otheraddr);
+	int cli = upsock_open(AF_INET);
+	char b0[4], b1[4];
+	struct upsock_dgram d[2] = { { .buf = b0, .cap = sizeof b0 }, { .buf = b1, .cap = sizeof b1 } };
+
+	(void)state;
+	assert_true(cli >= 0);
+	exchange(srv, cli, &srvaddr, &client);
+	answer(other, &client, "forged");
+	answer(srv, &client, "ok");
+	wait_readable(cli);
+	usleep(10000);
+	assert_int_equal(upsock_read(cli, d, 2), 2);
+	assert_false(upsock_from(&d[0].from, &srvaddr));
+	assert_true(upsock_from(&d[0].from, &otheraddr));
+	assert_int_equal(d[0].len, 6); /* 6 > cap: cut, and known to be */
+	assert_true(upsock_from(&d[1].from, &srvaddr));
+	assert_int_equal(d[1].len, 2);
+	/* same address, other port; other family */
+	struct sockaddr_storage x = srvaddr;
+	((struct sockaddr_in *)&x)->sin_port ^= htons(1);
+	assert_false(upsock_from(&x, &srvaddr));
+	x.ss_family = AF_INET6;
+	assert_false(upsock_from(&x, &srvaddr));
+	close(cli);
+	close(other);
+	close(srv);
+}
+
+/* A query to a closed port fails at once: the ICMP error reaches the unconnected socket. */
+static void test_icmp_refused_is_reported(void **state)
+{
+	struct sockaddr_storage srvaddr;
+	int srv = server_socket(AF_INET, &srvaddr);
+	int cli = upsock_open(AF_INET);
+	char b0[16];
+	struct upsock_dgram d[1] = { { .buf = b0, .cap = sizeof b0 } };
+	struct pollfd p = { .events = POLLIN };
+
+	(void)state;
+	close(srv); /* nothing listens there now */
+	assert_true(cli >= 0);
+	assert_int_equal(upsock_send(cli, &srvaddr, "q", 1), 1);
+	p.fd = cli;
+	assert_int_equal(poll(&p, 1, 1000), 1);
+	assert_true(p.revents & POLLERR);
+	assert_int_equal(upsock_read(cli, d, 1), -ECONNREFUSED);
+	/* the ICMP message stays on the error queue until the socket is emptied */
+	assert_int_equal(upsock_recycle(cli, false), 0);
+	p.revents = 0;
+	assert_int_equal(poll(&p, 1, 0), 0);
+	close(cli);
+}
+
+/* A recycled spare that still holds datagrams is emptied by upsock_drain. */
 static void test_drain_empties_a_spare(void **state)
 {
 	struct sockaddr_storage srvaddr, client;
 	int srv = server_socket(AF_INET, &srvaddr);
-	int cli = upsock_open(&srvaddr);
+	int cli = upsock_open(AF_INET);
 	char buf[16];
 
 	(void)state;
 	assert_true(cli >= 0);
-	exchange(srv, cli, &client);
+	exchange(srv, cli, &srvaddr, &client);
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(sendto(srv, "dup", 3, 0, (struct sockaddr *)&client,
-					sizeof(struct sockaddr_in)),
-				 3);
-	assert_int_equal(upsock_recycle(cli), 0);
+		answer(srv, &client, "dup");
+	wait_readable(cli);
+	assert_int_equal(upsock_recycle(cli, true), 0); /* a wrong "empty": nothing read */
 	assert_int_equal(recv(cli, buf, sizeof buf, MSG_DONTWAIT | MSG_PEEK), 3);
 	assert_int_equal(upsock_drain(cli), 0);
 	assert_int_equal(recv(cli, buf, sizeof buf, MSG_DONTWAIT), -1);
@@ -153,20 +243,21 @@ static void test_recycle_ipv6(void **state)
  * all different and spread over the ephemeral range, as with a new socket per query. */
 static void test_recycled_ports_are_random(void **state)
 {
-	struct sockaddr_storage srvaddr;
+	struct sockaddr_storage srvaddr, client;
 	int srv = server_socket(AF_INET, &srvaddr);
-	int cli = upsock_open(&srvaddr);
+	int cli = upsock_open(AF_INET);
 	uint16_t ports[200];
 	unsigned distinct = 0, lo = 65535, hi = 0;
 
 	(void)state;
 	assert_true(cli >= 0);
 	for (int i = 0; i < 200; i++) {
-		if (i > 0) {
-			assert_int_equal(upsock_recycle(cli), 0);
-			assert_int_equal(upsock_reuse(cli, &srvaddr), 0);
-		}
+		if (i > 0)
+			assert_int_equal(upsock_recycle(cli, true), 0);
+		exchange(srv, cli, &srvaddr, &client);
 		ports[i] = local_port(cli);
+		/* the port the server saw is the one the socket holds */
+		assert_int_equal(ntohs(((struct sockaddr_in *)&client)->sin_port), ports[i]);
 		bool seen = false;
 		for (int j = 0; j < i; j++)
 			seen = seen || ports[j] == ports[i];
@@ -187,6 +278,8 @@ int main(void)
 		cmocka_unit_test(test_recycle_ipv6),
 		cmocka_unit_test(test_recycled_ports_are_random),
 		cmocka_unit_test(test_drain_empties_a_spare),
+		cmocka_unit_test(test_from_tells_the_server_from_others),
+		cmocka_unit_test(test_icmp_refused_is_reported),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
