@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <string.h>
 #include <unistd.h>
@@ -62,16 +61,18 @@ struct fwd_waiter {
 	uint8_t raw[WIRE_HDR_LEN + WIRE_MAX_NAME + 4];
 };
 
-/* A UDP attempt. Its socket sits in the worker's private epoll set (fwd_table.epfd), not in
- * libuv's: one epoll_ctl to add it, none to remove it (close does), and one epoll_wait
- * reports every upstream reply that is ready. A socket whose attempt got its answer is
- * recycled (upsock.h): it stays in the set, on the table's spare list, with no attempt. */
+/* A UDP attempt. Its socket is watched by the worker's loop (a uv_poll handle); a socket
+ * whose attempt got its answer is recycled (upsock.h): it stays watched, on the table's
+ * spare list, with no attempt, so that recycling costs no epoll_ctl. */
 struct fwd_udp {
+	uv_poll_t poll;
+	struct worker *w;
 	int fd;
 	struct fwd *f;             /* NULL while spare */
-	struct fwd_udp *next_free; /* on the closed or the spare list */
+	struct fwd_udp *next_free; /* on the spare list */
 	uint8_t fam;               /* spare list: 0 IPv4, 1 IPv6 */
 	uint8_t empty;             /* the read that found the answer found nothing after it */
+	uint8_t unwatched;         /* it reported an error: the loop stopped watching it */
 };
 
 struct fwd_tcp {
@@ -113,15 +114,11 @@ struct fwd {
 	uint8_t raw[WIRE_HDR_LEN + WIRE_MAX_NAME + 4];
 };
 
-#define FWD_EVENTS 64
-
 struct fwd_table {
 	struct fwd *bucket[FWD_BUCKETS];
 	unsigned inflight;
-	int epfd;                   /* upstream UDP sockets */
-	uv_poll_t epoll;            /* readiness of epfd on the worker's loop */
-	bool in_batch;              /* attempts closed now are freed after the batch */
-	struct fwd_udp *closed;     /* attempts to free after the batch */
+	uv_check_t flush;           /* after each round of I/O: sends the queued answers */
+	bool queued;                /* upstream replies were handled in this round */
 	struct fwd_udp *spare[2];   /* recycled sockets, [0] IPv4 and [1] IPv6 */
 	unsigned nspare[2];
 	struct freelist free_fwd;
@@ -217,7 +214,7 @@ static void client_put(struct fwd_table *t, struct client_count *c)
 	free(c);
 }
 
-static void on_upstream_ready(uv_poll_t *h, int status, int events);
+static void on_round_done(uv_check_t *h);
 
 int fwd_table_new(struct worker *w)
 {
@@ -225,37 +222,32 @@ int fwd_table_new(struct worker *w)
 
 	if (!t)
 		return -ENOMEM;
-	t->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (t->epfd < 0) {
-		free(t);
-		return -errno;
-	}
-	uv_poll_init(&w->loop, &t->epoll, t->epfd);
-	t->epoll.data = w;
-	uv_poll_start(&t->epoll, UV_READABLE, on_upstream_ready);
+	uv_check_init(&w->loop, &t->flush);
+	t->flush.data = w;
+	uv_check_start(&t->flush, on_round_done);
+	uv_unref((uv_handle_t *)&t->flush); /* it alone does not keep the loop running */
 	w->fwd = t;
 	return 0;
 }
 
 static void udp_spare_discard(struct fwd_table *t, struct fwd_udp *u);
 
-static void on_epoll_closed(uv_handle_t *h)
+static void on_table_closed(uv_handle_t *h)
 {
 	struct worker *w = h->data;
 
-	for (int fam = 0; fam < 2; fam++)
-		while (w->fwd->spare[fam])
-			udp_spare_discard(w->fwd, w->fwd->spare[fam]);
 	fl_clear(&w->fwd->free_fwd);
 	fl_clear(&w->fwd->free_waiter);
-	close(w->fwd->epfd);
 	free(w->fwd);
 	w->fwd = NULL;
 }
 
 void fwd_table_close(struct worker *w)
 {
-	uv_close((uv_handle_t *)&w->fwd->epoll, on_epoll_closed);
+	for (int fam = 0; fam < 2; fam++)
+		while (w->fwd->spare[fam])
+			udp_spare_discard(w->fwd, w->fwd->spare[fam]);
+	uv_close((uv_handle_t *)&w->fwd->flush, on_table_closed);
 }
 
 unsigned fwd_inflight(const struct worker *w)
@@ -320,8 +312,9 @@ static void on_timer_closed(uv_handle_t *h)
 
 /* ---- attempts ---------------------------------------------------------------------------- */
 
-static void udp_attempt_free(struct fwd_udp *u)
+static void on_udp_sock_closed(uv_handle_t *h)
 {
+	struct fwd_udp *u = h->data;
 	struct fwd *f = u->f;
 
 	free(u);
@@ -329,18 +322,15 @@ static void udp_attempt_free(struct fwd_udp *u)
 		fwd_unref(f);
 }
 
-/* Closes attempt @u's socket (it leaves the epoll set with it) and frees @u, with the hold
- * on its query if it has one, after the current epoll batch, which may still name it. */
-static void udp_sock_discard(struct fwd_table *t, struct fwd_udp *u)
+/* Closes attempt @u's socket and frees @u, with the hold on its query if it has one, once
+ * the loop has let go of its handle. */
+static void udp_sock_discard(struct fwd_udp *u)
 {
+	/* uv_close takes the descriptor out of the loop's epoll set (and out of the round of
+	 * events being handled); only then may it be closed */
+	uv_close((uv_handle_t *)&u->poll, on_udp_sock_closed);
 	close(u->fd);
 	u->fd = -1;
-	if (t->in_batch) {
-		u->next_free = t->closed;
-		t->closed = u;
-	} else {
-		udp_attempt_free(u);
-	}
 }
 
 static void udp_attempt_close(struct fwd *f)
@@ -350,7 +340,7 @@ static void udp_attempt_close(struct fwd *f)
 	if (!u)
 		return;
 	f->udp = NULL;
-	udp_sock_discard(f->w->fwd, u);
+	udp_sock_discard(u);
 }
 
 /* Ends the attempt of @f that has just read its answer: its socket goes to the spare list
@@ -363,7 +353,8 @@ static void udp_attempt_recycle(struct fwd *f)
 
 	if (!u)
 		return;
-	if (t->nspare[u->fam] >= FWD_SPARE_SOCKS || upsock_recycle(u->fd, u->empty) < 0) {
+	if (u->unwatched || t->nspare[u->fam] >= FWD_SPARE_SOCKS ||
+	    upsock_recycle(u->fd, u->empty) < 0) {
 		udp_attempt_close(f);
 		return;
 	}
@@ -385,7 +376,7 @@ static void udp_spare_discard(struct fwd_table *t, struct fwd_udp *u)
 		if (*pp == u) {
 			*pp = u->next_free;
 			t->nspare[u->fam]--;
-			udp_sock_discard(t, u);
+			udp_sock_discard(u);
 			return;
 		}
 }
@@ -453,6 +444,8 @@ static void arm_timer(struct fwd *f)
 	uv_timer_start(&f->timer, on_timeout, f->w->srv->cfg->upstream_timeout_ms, 0);
 }
 
+static void on_upstream_ready(uv_poll_t *h, int status, int events);
+
 static void udp_attempt_start(struct fwd *f)
 {
 	struct worker *w = f->w;
@@ -474,23 +467,29 @@ static void udp_attempt_start(struct fwd *f)
 		t->spare[fam] = u->next_free;
 		t->nspare[fam]--;
 		if (upsock_send(u->fd, srv, query, qlen) < 0) {
-			udp_sock_discard(t, u); /* a spare: it holds no query */
+			udp_sock_discard(u); /* a spare: it holds no query */
 			goto neterr;
 		}
 	} else {
 		fd = upsock_open(srv->ss_family);
 		if (fd < 0)
 			goto neterr;
-		if (upsock_send(fd, srv, query, qlen) < 0 || !(u = calloc(1, sizeof *u))) {
+		if (!(u = calloc(1, sizeof *u))) {
 			close(fd);
 			goto neterr;
 		}
-		u->fd = fd;
-		u->fam = (uint8_t)fam;
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = u };
-		if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		if (uv_poll_init(&w->loop, &u->poll, fd) < 0) {
 			close(fd);
 			free(u);
+			goto neterr;
+		}
+		u->w = w;
+		u->fd = fd;
+		u->fam = (uint8_t)fam;
+		u->poll.data = u;
+		uv_poll_start(&u->poll, UV_READABLE, on_upstream_ready);
+		if (upsock_send(fd, srv, query, qlen) < 0) {
+			udp_sock_discard(u);
 			goto neterr;
 		}
 	}
@@ -499,7 +498,7 @@ static void udp_attempt_start(struct fwd *f)
 	u->next_free = NULL;
 	f->udp = u;
 	f->refs++;
-	f->sent_us = worker_now_us();
+	f->sent_us = worker_clock_us(w);
 	stats_inc(&w->stats.fwd_requests[f->group][f->server]);
 	arm_timer(f);
 	return;
@@ -538,7 +537,7 @@ static int check_reply(struct fwd *f, const uint8_t *pkt, size_t len, struct wir
 static void handle_reply(struct fwd *f, const uint8_t *pkt, struct wire_reply *r, bool udp)
 {
 	struct stats *st = &f->w->stats;
-	uint64_t us = worker_now_us() - f->sent_us;
+	uint64_t us = worker_clock_us(f->w) - f->sent_us;
 
 	stats_inc(&st->fwd_responses[f->group][f->server][stats_rcode_of(r->rcode)]);
 	stats_inc(&st->fwd_duration[f->group][f->server][stats_bucket_of(us)]);
@@ -582,12 +581,8 @@ static void udp_attempt_read(struct fwd_udp *u, bool err)
 
 	for (int reads = 0; reads < FWD_UDP_READS && f->udp == u; reads += 2) {
 		int n = upsock_read(u->fd, d, 2);
-		if (n == -EAGAIN || n == -EINTR) {
-			/* only an ICMP message on the error queue: the server cannot be reached */
-			if (err)
-				neterr(f);
-			return;
-		}
+		if (n == -EAGAIN || n == -EINTR)
+			break;
 		if (n < 0) {
 			/* ECONNREFUSED: the server's port is closed (ICMP); try the next one */
 			neterr(f);
@@ -607,40 +602,49 @@ static void udp_attempt_read(struct fwd_udp *u, bool err)
 			}
 		}
 		if (n < 2)
-			return;
+			break;
 	}
+	/* The loop no longer watches a socket that reported an error; one with only an ICMP
+	 * message on its error queue cannot reach the server either. */
+	if (err && f->udp == u)
+		neterr(f);
 }
 
+/* An upstream socket is readable, or (status < 0) reported an error, after which the loop
+ * no longer watches it. Answers to clients are queued and sent when the round of I/O ends
+ * (on_round_done), one sendmmsg per listener. */
 static void on_upstream_ready(uv_poll_t *h, int status, int events)
 {
-	struct worker *w = h->data;
+	struct fwd_udp *u = h->data;
+	struct worker *w = u->w;
 	struct fwd_table *t = w->fwd;
-	struct epoll_event ev[FWD_EVENTS];
-	int n;
 
 	(void)events;
-	if (status < 0)
-		return;
-	t->in_batch = true;
-	udp_queue_begin(w);
-	/* not a cancellation point; epoll_pwait, as arm64 has no epoll_wait */
-	n = (int)syscall(SYS_epoll_pwait, t->epfd, ev, FWD_EVENTS, 0, NULL, (size_t)8);
-	for (int i = 0; i < n; i++) {
-		struct fwd_udp *u = ev[i].data.ptr;
-		if (u->fd >= 0 && u->f)
-			udp_attempt_read(u, ev[i].events & EPOLLERR);
-		else if (u->fd >= 0 && ((ev[i].events & EPOLLERR) || upsock_drain(u->fd) < 0))
-			/* A spare that something reached in the instant it lost its port: emptied,
-			 * so that the level-triggered set stops reporting it; one that cannot be,
-			 * or that holds an ICMP error, is closed. */
+	if (!u->f) {
+		/* A spare that something reached in the instant it lost its port: emptied, so
+		 * that the level-triggered loop stops reporting it; one that cannot be, or that
+		 * holds an ICMP error, is closed. */
+		if (status < 0 || upsock_drain(u->fd) < 0)
 			udp_spare_discard(t, u);
+		return;
 	}
-	t->in_batch = false;
-	while (t->closed) {
-		struct fwd_udp *u = t->closed;
-		t->closed = u->next_free;
-		udp_attempt_free(u);
+	if (!t->queued) {
+		t->queued = true;
+		w->batch_us = worker_now_us();
+		udp_queue_begin(w);
 	}
+	u->unwatched = status < 0; /* then it is not recycled, whatever the read finds */
+	udp_attempt_read(u, status < 0);
+}
+
+static void on_round_done(uv_check_t *h)
+{
+	struct worker *w = h->data;
+
+	if (!w->fwd->queued)
+		return;
+	w->fwd->queued = false;
+	w->batch_us = 0;
 	udp_flush(w);
 }
 
@@ -738,7 +742,7 @@ static void tcp_attempt_start(struct fwd *f)
 	t->connect.data = t;
 	f->tcp = t;
 	f->refs++;
-	f->sent_us = worker_now_us();
+	f->sent_us = worker_clock_us(w);
 	arm_timer(f);
 	if (uv_tcp_connect(&t->connect, &t->tcp, (const struct sockaddr *)current_server(f),
 			   on_tcp_connected) < 0) {
@@ -751,7 +755,7 @@ static void tcp_attempt_start(struct fwd *f)
 static void answer_waiter(struct fwd *f, struct fwd_waiter *wt, const uint8_t *msg, size_t len)
 {
 	struct worker *w = f->w;
-	uint64_t us = worker_now_us() - wt->t0_us;
+	uint64_t us = worker_clock_us(w) - wt->t0_us;
 
 	serve_count_response(&w->stats, f->zone, msg[3] & WIRE_RCODE_MASK);
 	stats_observe(&w->stats, f->zone, f->qtype, us);
@@ -993,7 +997,7 @@ void fwd_start(struct worker *w, const struct wire_query *q, const struct serve_
 	wt->tcp = tcp;
 	if (from)
 		wt->from = *from;
-	wt->t0_us = worker_now_us();
+	wt->t0_us = worker_clock_us(w);
 	copy_query(&wt->q, wt->raw, q);
 	if (!f) {
 		f = fwd_new(w, q, res);

@@ -12,6 +12,7 @@
 #include <urcu/urcu-memb.h>
 
 #include "agent/log.h"
+#include "agent/sockaddr.h"
 #include "agent/worker.h"
 
 /* recvmmsg and sendmmsg straight through syscall(2): glibc's wrappers are cancellation
@@ -115,11 +116,6 @@ static void send_batch(struct udp_listener *l, struct udp_batch *b, int n)
 	}
 }
 
-static socklen_t addr_len(const struct sockaddr_storage *a)
-{
-	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-}
-
 void udp_queue_begin(struct worker *w)
 {
 	w->batch->queueing = true;
@@ -137,7 +133,7 @@ void udp_flush(struct worker *w)
 		unsigned m = 0;
 		for (unsigned i = done; i < b->nq && b->ql[i] == l; i++) {
 			b->qmsg[m].msg_hdr.msg_name = &b->qto[i];
-			b->qmsg[m].msg_hdr.msg_namelen = addr_len(&b->qto[i]);
+			b->qmsg[m].msg_hdr.msg_namelen = sockaddr_len(&b->qto[i]);
 			b->qmsg[m].msg_hdr.msg_iov = &b->qiov[i];
 			b->qmsg[m].msg_hdr.msg_iovlen = 1;
 			m++;
@@ -177,7 +173,7 @@ void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const u
 		b->qiov[i].iov_len = len;
 		return;
 	}
-	if (sendto(l->fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)to, addr_len(to)) < 0)
+	if (sendto(l->fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)to, sockaddr_len(to)) < 0)
 		stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
 }
 
@@ -200,6 +196,7 @@ static int serve_batch(struct udp_listener *l)
 
 	uint32_t now = worker_now_sec();
 	uint64_t t0 = worker_now_us();
+	w->batch_us = t0;
 	rcu_read_lock();
 	for (int i = 0; i < n; i++) {
 		uint8_t *out = b->txbuf[m];
@@ -246,6 +243,7 @@ reply:
 		}
 	}
 	rcu_read_unlock();
+	w->batch_us = 0;
 	if (m) {
 		send_batch(l, b, m);
 		uint64_t us = worker_now_us() - t0;
@@ -262,8 +260,10 @@ static void on_udp_readable(uv_poll_t *h, int status, int events)
 	(void)events;
 	if (status < 0)
 		return;
+	/* A batch that did not fill emptied the socket when it was read: going back to epoll
+	 * costs no more than a read that would find nothing, and finds what came since. */
 	for (int round = 0; round < UDP_ROUNDS; round++)
-		if (serve_batch(l) == 0)
+		if (serve_batch(l) < UDP_BATCH)
 			break;
 }
 

@@ -8,12 +8,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define DRAIN_READS 16 /* datagrams read away before a socket is given up on */
+#include "agent/sockaddr.h"
 
-static socklen_t addr_len(const struct sockaddr_storage *a)
-{
-	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-}
+#define DRAIN_READS 16 /* datagrams read away before a socket is given up on */
 
 int upsock_open(int family)
 {
@@ -38,7 +35,7 @@ int upsock_open(int family)
 ssize_t upsock_send(int fd, const struct sockaddr_storage *srv, const void *buf, size_t len)
 {
 	return syscall(SYS_sendto, fd, buf, len, MSG_DONTWAIT, (const struct sockaddr *)srv,
-		       addr_len(srv));
+		       sockaddr_len(srv));
 }
 
 int upsock_read(int fd, struct upsock_dgram *d, unsigned n)

@@ -93,6 +93,7 @@ struct worker {
 	bool started;
 	uint64_t drain_start_ms;
 	uint64_t drain_limit_ms;
+	uint64_t batch_us;  /* time the batch being handled began; 0 outside one */
 };
 
 /* Creates worker @index with its sockets bound (so that start-up errors surface before any
@@ -111,6 +112,13 @@ void worker_join_free(struct worker *w);
 /* Monotonic time in seconds and microseconds (CLOCK_MONOTONIC_COARSE / CLOCK_MONOTONIC). */
 uint32_t worker_now_sec(void);
 uint64_t worker_now_us(void);
+
+/* The time for stamps and durations: within a batch of datagrams (a handful of
+ * microseconds) the time it began, read once; else the clock. */
+static inline uint64_t worker_clock_us(const struct worker *w)
+{
+	return w->batch_us ? w->batch_us : worker_now_us();
+}
 
 /* A non-blocking socket of @type (SOCK_DGRAM or SOCK_STREAM) bound to @addr with
  * SO_REUSEPORT and IP_FREEBIND. Returns the descriptor or a negative errno. */
