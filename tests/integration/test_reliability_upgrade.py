@@ -261,6 +261,46 @@ class Handover(DnsTestCase):
         self.assertEqual(failed, [])
 
 
+    def test_f3_pipelined_tcp_queries_past_the_read_limit_are_answered(self):
+        """A client pipelines 100 queries for new names on one TCP connection; the agent
+        forwards 64 and stops reading until some are answered. SIGTERM arrives then: the
+        drain must resume reading when answers come back, so the 36 still unread in the
+        socket are answered too, before the instance exits."""
+        slow = self.start_fake()
+        old = self.start_meshdns("--upstream", "127.0.0.1:%d" % slow.port,
+                                 "--upstream-timeout", "4000", port=self.port)
+        slow.delay = 0.5
+        conn = socket.create_connection((harness.HOST, self.port), timeout=10)
+        self.addCleanup(conn.close)
+        names = ["p%d.example.test" % i for i in range(100)]
+        wire = b"".join(len(w).to_bytes(2, "big") + w for w in (
+            harness.make_query(n, "A", qid=1000 + i).to_wire() for i, n in enumerate(names)))
+        conn.sendall(wire)
+        harness.wait_until(lambda: slow.count(proto="udp") >= 64, 5, "64 forwarded queries")
+        time.sleep(0.1)
+        forwarded_at_sigterm = slow.count(proto="udp")
+        old.proc.send_signal(signal.SIGTERM)
+        answers, failed = {}, []
+        try:
+            for _ in names:
+                r = dns.message.from_wire(harness.tcp_read_msg(conn))
+                answers[r.id] = r
+        except (OSError, TypeError) as e:
+            failed.append(str(e))
+        status = old.proc.wait(10)
+        bad = [(i, dns.rcode.to_text(r.rcode())) for i, r in answers.items()
+               if r.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)]
+        figure("100 pipelined TCP queries, SIGTERM after the first %d were forwarded"
+               % forwarded_at_sigterm,
+               "%d answered (%d with SERVFAIL or worse), %s" % (len(answers), len(bad),
+                                                              failed or "no error"))
+        self.assertLessEqual(forwarded_at_sigterm, 64, "the agent reads at most 64 ahead")
+        self.assertEqual(failed, [])
+        self.assertEqual(sorted(answers), list(range(1000, 1100)))
+        self.assertEqual(bad, [])
+        self.assertEqual(status, 0)
+
+
 def recv_exact(s, n):
     data = b""
     while len(data) < n:
