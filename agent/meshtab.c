@@ -747,7 +747,8 @@ static const struct mm_rec *find_zone(const struct meshview *v, struct suffixes 
 	const struct mm_rec *zone = NULL, *z;
 	uint64_t k;
 
-	if (nl == 0 || sfx->q->qname_len == 0)
+	/* No zone at all (no mesh, or not synced yet): nothing to hash. */
+	if (nl == 0 || sfx->q->qname_len == 0 || v->zone_max_depth == 0)
 		return NULL;
 	/* The last label must pass the filter of the zones' last labels. */
 	k = suffix_at(sfx, nl - 1);
