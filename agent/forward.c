@@ -12,12 +12,12 @@
  */
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
 #include <string.h>
 #include <unistd.h>
 #include <urcu/urcu-memb.h>
 
 #include "agent/cache.h"
+#include "agent/config.h"
 #include "agent/log.h"
 #include "agent/upsock.h"
 #include "agent/worker.h"
@@ -566,9 +566,8 @@ static void handle_reply(struct fwd *f, const uint8_t *pkt, struct wire_reply *r
 }
 
 /* Reads what reached attempt @u, two datagrams per call: the answer and, almost always,
- * the news that nothing followed it, which spares the socket a read when it is recycled.
- * @err: the event reported an error. */
-static void udp_attempt_read(struct fwd_udp *u, bool err)
+ * the news that nothing followed it, which spares the socket a read when it is recycled. */
+static void udp_attempt_read(struct fwd_udp *u)
 {
 	struct fwd *f = u->f;
 	struct worker *w = f->w;
@@ -591,13 +590,13 @@ static void udp_attempt_read(struct fwd_udp *u, bool err)
 		for (int i = 0; i < n && f->udp == u; i++) {
 			if (d[i].len > WIRE_MAX_MSG)
 				continue;
-			if (!upsock_from(&d[i].from, srv)) {
-				/* the socket is not connected: the kernel delivers what anyone sends */
+			if (!config_addr_equal(&d[i].from, srv)) {
+				/* not connected: the kernel delivers what anyone sends */
 				stats_inc(&w->stats.upstream_dropped[STATS_UPDROP_SOURCE]);
 				continue;
 			}
 			if (check_reply(f, d[i].buf, d[i].len, r, true)) {
-				u->empty = i == n - 1 && n < 2;
+				u->empty = n == 1;
 				handle_reply(f, d[i].buf, r, true);
 			}
 		}
@@ -606,7 +605,7 @@ static void udp_attempt_read(struct fwd_udp *u, bool err)
 	}
 	/* The loop no longer watches a socket that reported an error; one with only an ICMP
 	 * message on its error queue cannot reach the server either. */
-	if (err && f->udp == u)
+	if (u->unwatched && f->udp == u)
 		neterr(f);
 }
 
@@ -634,7 +633,7 @@ static void on_upstream_ready(uv_poll_t *h, int status, int events)
 		udp_queue_begin(w);
 	}
 	u->unwatched = status < 0; /* then it is not recycled, whatever the read finds */
-	udp_attempt_read(u, status < 0);
+	udp_attempt_read(u);
 }
 
 static void on_round_done(uv_check_t *h)

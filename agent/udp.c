@@ -173,7 +173,8 @@ void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const u
 		b->qiov[i].iov_len = len;
 		return;
 	}
-	if (sendto(l->fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)to, sockaddr_len(to)) < 0)
+	if (sendto(l->fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)to,
+		   sockaddr_len(to)) < 0)
 		stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
 }
 

@@ -67,24 +67,6 @@ int upsock_read(int fd, struct upsock_dgram *d, unsigned n)
 	return r;
 }
 
-bool upsock_from(const struct sockaddr_storage *from, const struct sockaddr_storage *srv)
-{
-	if (from->ss_family != srv->ss_family)
-		return false;
-	if (from->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)from;
-		const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)srv;
-		return a->sin6_port == b->sin6_port &&
-		       memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
-	}
-	if (from->ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)from;
-		const struct sockaddr_in *b = (const struct sockaddr_in *)srv;
-		return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
-	}
-	return false;
-}
-
 int upsock_recycle(int fd, bool empty)
 {
 	struct sockaddr unspec;

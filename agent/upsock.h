@@ -3,9 +3,9 @@
  * A socket is never bound or connected by hand. The query is sent with sendto(2), and on a
  * socket without a port the kernel first binds it to one drawn at random from the ephemeral
  * range; one system call does both. The socket is then unconnected, so the kernel delivers
- * to it whatever reaches that port: every datagram read is checked against the server's
- * address and port (upsock_from) before its ID and question are. ICMP errors still reach it
- * (IP_RECVERR), so a closed server port fails the attempt at once.
+ * to it whatever reaches that port: the caller checks every datagram's source against the
+ * server's address and port (config_addr_equal) before its ID and question. ICMP errors
+ * still reach it (IP_RECVERR), so a closed server port fails the attempt at once.
  *
  * After its answer a socket is recycled rather than closed: connect(AF_UNSPEC) takes it out
  * of the kernel's tables and drops its port, so the next sendto draws a new one. Nothing
@@ -48,9 +48,6 @@ struct upsock_dgram {
  * that switch asynchronous cancellation on and off around every call, and the agent never
  * cancels threads. */
 int upsock_read(int fd, struct upsock_dgram *d, unsigned n);
-
-/* True when @from is @srv: same family, address and port. */
-bool upsock_from(const struct sockaddr_storage *from, const struct sockaddr_storage *srv);
 
 /* Recycles @fd: the kernel drops its port and delivers nothing more to it; unless @empty (the
  * last read found it empty), what it still holds is then read away. Returns 0, or a negative

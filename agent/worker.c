@@ -173,8 +173,8 @@ int worker_new(struct server *srv, unsigned index, struct worker **out)
 	w->batch = udp_batch_new();
 	w->udp = calloc(cfg->nlisten, sizeof *w->udp);
 	w->tcp = calloc(cfg->nlisten, sizeof *w->tcp);
-	if (!w->scratch || !w->rxbuf || !w->rxbuf2 || !w->canon || !w->reply || !w->rcanon || !w->batch ||
-	    !w->udp || !w->tcp || fwd_table_new(w) < 0) {
+	if (!w->scratch || !w->rxbuf || !w->rxbuf2 || !w->canon || !w->reply || !w->rcanon ||
+	    !w->batch || !w->udp || !w->tcp || fwd_table_new(w) < 0) {
 		r = -ENOMEM;
 		goto fail;
 	}
