@@ -124,6 +124,13 @@ threads() {
 	awk -v a="$one" -v b="$two" 'BEGIN{ printf "  throughput ratio with 2 idle cores (2 x cpu1/cpu2): %.2f\n", 2 * a / b }'
 }
 
+# Prints label $1 with the median, min and max of the ratios in $2 (space-separated).
+median_of() {
+	echo "$2" | tr ' ' '\n' | grep . | sort -n |
+		awk -v l="$1" '{ r[NR] = $1 } END{ printf "  %s: median %.3f (min %.3f, max %.3f, %d pairs)\n",
+			l, r[int((NR + 1) / 2)], r[1], r[NR], NR }'
+}
+
 # hit_us of meshdns and of the floor measured in turn N times; the median of the N ratios is
 # steadier than one pair on a noisy virtual machine (single pairs here range over +-10 %).
 hitfloor() {
@@ -141,9 +148,7 @@ hitfloor() {
 		printf '  pair %d: floor %s, meshdns %s\n' "$i" "$f" "$h"
 	done
 	stop_pair
-	echo "$ratios" | tr ' ' '\n' | grep . | sort -n |
-		awk '{ r[NR] = $1 } END{ printf "  hit/floor: median %.3f (min %.3f, max %.3f, %d pairs)\n",
-			r[int((NR + 1) / 2)], r[1], r[NR], NR }'
+	median_of "hit/floor" "$ratios"
 }
 
 # miss_us of meshdns and of dnsdist measured in turn N times, each pair on the same names,
@@ -181,9 +186,7 @@ EOC
 	kill "$DPID" 2>/dev/null
 	wait "$DPID" 2>/dev/null
 	stop_pair
-	echo "$ratios" | tr ' ' '\n' | grep . | sort -n |
-		awk '{ r[NR] = $1 } END{ printf "  miss meshdns/dnsdist: median %.3f (min %.3f, max %.3f, %d pairs)\n",
-			r[int((NR + 1) / 2)], r[1], r[NR], NR }'
+	median_of "miss meshdns/dnsdist" "$ratios"
 }
 
 sync_bench() {
