@@ -41,6 +41,7 @@ struct udp_batch {
 	struct iovec txiov[UDP_BATCH];
 	uint8_t zone[UDP_BATCH];
 	uint8_t qtype[UDP_BATCH];
+	unsigned nrx; /* datagrams the last read returned */
 	uint8_t rxbuf[UDP_BATCH][UDP_RX_SLOT];
 	uint8_t txbuf[UDP_BATCH][UDP_TX_SLOT];
 
@@ -63,6 +64,8 @@ struct udp_batch *udp_batch_new(void)
 		return NULL;
 	for (int i = 0; i < UDP_BATCH; i++) {
 		b->rxiov[i].iov_base = b->rxbuf[i];
+		b->rxiov[i].iov_len = UDP_RX_SLOT;
+		b->rx[i].msg_hdr.msg_namelen = sizeof b->from[i];
 		b->rx[i].msg_hdr.msg_iov = &b->rxiov[i];
 		b->rx[i].msg_hdr.msg_iovlen = 1;
 		b->rx[i].msg_hdr.msg_name = &b->from[i];
@@ -187,13 +190,14 @@ static int serve_batch(struct udp_listener *l)
 	struct serve_result res;
 	int n, m = 0;
 
-	for (int i = 0; i < UDP_BATCH; i++) {
-		b->rxiov[i].iov_len = UDP_RX_SLOT;
+	/* The kernel changed the address lengths of the datagrams it read last time, nothing
+	 * else in the receive vector. */
+	for (unsigned i = 0; i < b->nrx; i++)
 		b->rx[i].msg_hdr.msg_namelen = sizeof b->from[i];
-	}
 	n = udp_recvmmsg(l->fd, b->rx, UDP_BATCH);
 	if (n <= 0)
 		return 0;
+	b->nrx = (unsigned)n;
 
 	uint32_t now = worker_now_sec();
 	uint64_t t0 = worker_now_us();
