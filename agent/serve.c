@@ -18,14 +18,13 @@ static void route(const struct serve_ctx *ctx, const struct wire_query *q,
 {
 	res->group = STATS_GROUP_UPSTREAM;
 	res->zone = STATS_ZONE_ROOT;
-	if (wire_name_in_zone(q->qname, q->qname_len, ctx->cluster_domain,
-			      ctx->cluster_domain_len)) {
+	if (wire_query_in_zone(q, ctx->cluster_domain, ctx->cluster_domain_len)) {
 		res->group = STATS_GROUP_CLUSTER;
 		res->zone = STATS_ZONE_CLUSTER;
-	} else if (wire_name_in_zone(q->qname, q->qname_len, arpa4, sizeof arpa4)) {
+	} else if (wire_query_in_zone(q, arpa4, sizeof arpa4)) {
 		res->group = STATS_GROUP_CLUSTER;
 		res->zone = STATS_ZONE_ARPA4;
-	} else if (wire_name_in_zone(q->qname, q->qname_len, arpa6, sizeof arpa6)) {
+	} else if (wire_query_in_zone(q, arpa6, sizeof arpa6)) {
 		res->group = STATS_GROUP_CLUSTER;
 		res->zone = STATS_ZONE_ARPA6;
 	}

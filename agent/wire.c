@@ -15,55 +15,140 @@ void wire_set_hash_key(const uint8_t key[16])
 }
 
 #define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                   \
-	do {                                                                                       \
-		v0 += v1;                                                                          \
-		v1 = ROTL64(v1, 13);                                                               \
-		v1 ^= v0;                                                                          \
-		v0 = ROTL64(v0, 32);                                                               \
-		v2 += v3;                                                                          \
-		v3 = ROTL64(v3, 16);                                                               \
-		v3 ^= v2;                                                                          \
-		v0 += v3;                                                                          \
-		v3 = ROTL64(v3, 21);                                                               \
-		v3 ^= v0;                                                                          \
-		v2 += v1;                                                                          \
-		v1 = ROTL64(v1, 17);                                                               \
-		v1 ^= v2;                                                                          \
-		v2 = ROTL64(v2, 32);                                                               \
-	} while (0)
+
+/* SipHash-1-3 state, fed a word at a time so that the query parser can hash the name while
+ * it copies it. */
+struct sip {
+	uint64_t v0, v1, v2, v3;
+};
+
+static inline void sip_round(struct sip *s)
+{
+	s->v0 += s->v1;
+	s->v1 = ROTL64(s->v1, 13);
+	s->v1 ^= s->v0;
+	s->v0 = ROTL64(s->v0, 32);
+	s->v2 += s->v3;
+	s->v3 = ROTL64(s->v3, 16);
+	s->v3 ^= s->v2;
+	s->v0 += s->v3;
+	s->v3 = ROTL64(s->v3, 21);
+	s->v3 ^= s->v0;
+	s->v2 += s->v1;
+	s->v1 = ROTL64(s->v1, 17);
+	s->v1 ^= s->v2;
+	s->v2 = ROTL64(s->v2, 32);
+}
+
+static inline void sip_init(struct sip *s)
+{
+	s->v0 = hash_k0 ^ 0x736f6d6570736575ULL;
+	s->v1 = hash_k1 ^ 0x646f72616e646f6dULL;
+	s->v2 = hash_k0 ^ 0x6c7967656e657261ULL;
+	s->v3 = hash_k1 ^ 0x7465646279746573ULL;
+}
+
+/* One full 8-byte word of input, little-endian (the key is random, so the byte order of the
+ * host only has to be the same for every call). */
+static inline void sip_word(struct sip *s, uint64_t m)
+{
+	s->v3 ^= m;
+	sip_round(s);
+	s->v0 ^= m;
+}
+
+/* The hash of @len bytes whose last len % 8 bytes are @tail (little-endian). */
+static inline uint64_t sip_end(struct sip *s, size_t len, uint64_t tail)
+{
+	uint64_t b = (uint64_t)len << 56 | tail;
+
+	sip_word(s, b);
+	s->v2 ^= 0xff;
+	sip_round(s);
+	sip_round(s);
+	sip_round(s);
+	return s->v0 ^ s->v1 ^ s->v2 ^ s->v3;
+}
+
+/* The last @r (< 8) bytes at @p as a little-endian number, read without a byte loop: two
+ * overlapping loads put each byte at its own place, so OR-ing them is exact. */
+static inline uint64_t tail_bytes(const uint8_t *p, size_t r)
+{
+	uint32_t lo, hi;
+
+	if (r >= 4) {
+		memcpy(&lo, p, 4);
+		memcpy(&hi, p + r - 4, 4);
+		return (uint64_t)lo | (uint64_t)hi << (8 * (r - 4));
+	}
+	if (r == 0)
+		return 0;
+	return (uint64_t)p[0] | (uint64_t)p[r / 2] << (8 * (r / 2)) |
+	       (uint64_t)p[r - 1] << (8 * (r - 1));
+}
 
 uint64_t wire_hash(const void *data, size_t len)
 {
 	const uint8_t *p = data;
-	uint64_t v0 = hash_k0 ^ 0x736f6d6570736575ULL;
-	uint64_t v1 = hash_k1 ^ 0x646f72616e646f6dULL;
-	uint64_t v2 = hash_k0 ^ 0x6c7967656e657261ULL;
-	uint64_t v3 = hash_k1 ^ 0x7465646279746573ULL;
-	uint64_t m, b = (uint64_t)len << 56;
-	size_t i, blocks = len / 8;
+	struct sip s;
+	uint64_t m;
 
-	for (i = 0; i < blocks; i++, p += 8) {
-		memcpy(&m, p, 8); /* little-endian hosts only; the key is random anyway */
-		v3 ^= m;
-		SIPROUND;
-		v0 ^= m;
+	sip_init(&s);
+	for (size_t i = 0; i < len / 8; i++, p += 8) {
+		memcpy(&m, p, 8);
+		sip_word(&s, m);
 	}
-	for (i = 0; i < (len & 7); i++)
-		b |= (uint64_t)p[i] << (8 * i);
-	v3 ^= b;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
+	return sip_end(&s, len, tail_bytes(p, len & 7));
 }
 
 static inline uint8_t lower(uint8_t c)
 {
 	return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+}
+
+/* lower() on eight bytes at once: a byte gets 0x20 added when it is ASCII (top bit clear)
+ * and between 'A' and 'Z'; no sum carries into the next byte. */
+static inline uint64_t lower8(uint64_t x)
+{
+	const uint64_t ones = 0x0101010101010101ULL, top = 0x8080808080808080ULL;
+	uint64_t h = x & ~top;
+	uint64_t ge_a = h + ones * (0x80 - 'A'), gt_z = h + ones * (0x7f - 'Z');
+
+	return x | ((ge_a & ~gt_z & ~x & top) >> 2);
+}
+
+/* Copies the @n bytes of a name, lowercased, a word at a time, and returns wire_hash() of
+ * the copy, fed the same words (a plain memcpy of a short name becomes a slow string
+ * instruction, and reading the copy back to hash it stalls). Length bytes (at most 63) are
+ * below 'A', so the whole wire form can be treated alike; the last word overlaps the one
+ * before, which is harmless since lowercasing twice changes nothing. */
+static uint64_t copy_lower_hash(uint8_t *dst, const uint8_t *src, size_t n)
+{
+	struct sip s;
+	uint64_t w, tail = 0;
+	size_t i;
+
+	sip_init(&s);
+	if (n < 8) {
+		for (i = 0; i < n; i++) {
+			dst[i] = lower(src[i]);
+			tail |= (uint64_t)dst[i] << (8 * i);
+		}
+		return sip_end(&s, n, tail);
+	}
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&w, src + i, 8);
+		w = lower8(w);
+		memcpy(dst + i, &w, 8);
+		sip_word(&s, w);
+	}
+	if (i < n) {
+		memcpy(&w, src + n - 8, 8);
+		w = lower8(w);
+		memcpy(dst + n - 8, &w, 8);
+		tail = w >> (8 * (8 - (n - i))); /* its last n - i bytes, the ones not hashed yet */
+	}
+	return sip_end(&s, n, tail);
 }
 
 /* Checks the name at @off, following backward compression pointers. Each pointer must point
@@ -261,19 +346,18 @@ static int parse_question(struct wire_query *q, const uint8_t *pkt, size_t len)
 		if (off + 1 + l > len || n + 1 + l + 1 > WIRE_MAX_NAME)
 			return -EBADMSG;
 		q->label_off[labels++] = (uint8_t)n;
-		q->qname[n++] = l;
-		for (size_t i = 0; i < l; i++)
-			q->qname[n++] = lower(pkt[off + 1 + i]);
+		n += 1 + (size_t)l;
 		off += 1 + (size_t)l;
 	}
 	if (off + 4 > len)
 		return -EBADMSG;
+	/* A question name has no pointers: it is the bytes of the packet, lowercased. */
+	q->name_hash = copy_lower_hash(q->qname, pkt + WIRE_HDR_LEN, n);
 	q->qname_len = (uint16_t)n;
 	q->nlabels = (uint8_t)labels;
 	q->qtype = wire_get16(pkt + off);
 	q->qclass = wire_get16(pkt + off + 2);
 	q->question_end = (uint16_t)(off + 4);
-	q->name_hash = wire_hash(q->qname, n);
 	return 0;
 }
 
@@ -667,6 +751,23 @@ bool wire_name_in_zone(const uint8_t *name, size_t len, const uint8_t *zone, siz
 		off += 1 + (size_t)name[off];
 	}
 	return off == len - zone_len && memcmp(name + off, zone, zone_len) == 0;
+}
+
+bool wire_query_in_zone(const struct wire_query *q, const uint8_t *zone, size_t zone_len)
+{
+	size_t off;
+	unsigned i;
+
+	if (zone_len == 0 || zone_len > q->qname_len)
+		return false;
+	off = q->qname_len - zone_len;
+	/* the first byte (a label length) turns most names away before any call */
+	if (q->qname[off] != zone[0] || memcmp(q->qname + off, zone, zone_len) != 0)
+		return false;
+	/* the suffix matched: it is the zone if it starts at a label */
+	for (i = q->nlabels; i > 0 && q->label_off[i] > off; i--)
+		;
+	return q->label_off[i] == off;
 }
 
 int wire_name_from_text(const char *text, uint8_t *out, size_t cap)

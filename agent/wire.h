@@ -273,6 +273,9 @@ int wire_skip_name(const uint8_t *pkt, size_t len, size_t off);
 /* True when wire name @name (@len bytes, lowercase) equals @zone or lies below it. */
 bool wire_name_in_zone(const uint8_t *name, size_t len, const uint8_t *zone, size_t zone_len);
 
+/* wire_name_in_zone() for the name of a parsed query, from its label offsets. */
+bool wire_query_in_zone(const struct wire_query *q, const uint8_t *zone, size_t zone_len);
+
 /* Converts a presentation-format name ("Example.COM." or "example.com") to lowercase wire
  * format. "." is the root. Returns the wire length or -EINVAL. */
 int wire_name_from_text(const char *text, uint8_t *out, size_t cap);

@@ -55,6 +55,70 @@ static void test_same_name_in_other_case_hashes_equal(void **state)
 	assert_true(qa.name_hash == qb.name_hash);
 }
 
+/* Every byte value, in labels of every length a word-at-a-time pass can split: only the
+ * ASCII capitals change, and the length bytes never do. */
+static void test_lowercasing_changes_ascii_capitals_only(void **state)
+{
+	(void)state;
+	uint8_t buf[512], want[256];
+	struct wire_query q;
+
+	for (unsigned l1 = 1; l1 <= 63; l1++) {
+		for (unsigned l2 = 0; l2 <= 9; l2++) {
+			size_t n = 0, len = WIRE_HDR_LEN;
+			memset(buf, 0, WIRE_HDR_LEN);
+			buf[0] = 0x12;
+			buf[5] = 1; /* QDCOUNT */
+			want[n++] = (uint8_t)l1;
+			buf[len++] = (uint8_t)l1;
+			for (unsigned k = 0; k < l1; k++) {
+				uint8_t c = (uint8_t)(k * 37 + l1 * 11 + l2);
+				buf[len++] = c;
+				want[n++] = c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c;
+			}
+			if (l2) {
+				want[n++] = (uint8_t)l2;
+				buf[len++] = (uint8_t)l2;
+				for (unsigned k = 0; k < l2; k++) {
+					uint8_t c = (uint8_t)('A' + k * 3);
+					buf[len++] = c;
+					want[n++] = c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c;
+				}
+			}
+			buf[len++] = 0;
+			want[n++] = 0;
+			memcpy(buf + len, "\0\1\0\1", 4);
+			len += 4;
+			assert_int_equal(wire_parse_query(&q, buf, len), 0);
+			assert_int_equal(q.qname_len, n);
+			assert_memory_equal(q.qname, want, n);
+			assert_int_equal(q.nlabels, l2 ? 2 : 1);
+			/* hashed while copied: the same hash as of the copy */
+			assert_true(q.name_hash == wire_hash(want, n));
+		}
+	}
+}
+
+/* The hash reads exactly its @len bytes: each one counts, the bytes after do not. */
+static void test_hash_covers_every_byte_and_no_more(void **state)
+{
+	(void)state;
+	uint8_t a[32], b[32];
+
+	for (size_t len = 1; len <= 24; len++) {
+		for (size_t i = 0; i < sizeof a; i++)
+			a[i] = (uint8_t)(i * 29 + 7);
+		memcpy(b, a, sizeof b);
+		b[len] ^= 0x5a;
+		assert_true(wire_hash(a, len) == wire_hash(b, len));
+		for (size_t k = 0; k < len; k++) {
+			memcpy(b, a, sizeof b);
+			b[k] ^= 0x01;
+			assert_true(wire_hash(a, len) != wire_hash(b, len));
+		}
+	}
+}
+
 static void test_edns_payload_is_clamped_and_do_read(void **state)
 {
 	(void)state;
@@ -397,11 +461,44 @@ static void test_name_in_zone_respects_label_boundaries(void **state)
 	assert_false(wire_name_in_zone(n, (size_t)nl, z, (size_t)zl));
 }
 
+/* The query form agrees with the name form, including a zone's bytes found inside a label
+ * ("a\7cluster" is one label of nine bytes). */
+static void test_query_in_zone_respects_label_boundaries(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name;
+		bool in;
+	} cases[] = {
+		{"cluster.local.", true},         {"A.Cluster.LOCAL.", true},
+		{"x.y.svc.cluster.local.", true}, {"acluster.local.", false},
+		{"local.", false},                {"cluster.local.example.", false},
+		{"a\\007cluster.local.", false}, {"example.com.", false},
+	};
+	uint8_t z[256], buf[512];
+	int zl = wire_name_from_text("cluster.local", z, sizeof z);
+	struct wire_query q;
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t len = make_query(buf, sizeof buf, cases[i].name, LDNS_RR_TYPE_A, 0, false);
+		assert_int_equal(wire_parse_query(&q, buf, len), 0);
+		assert_int_equal(wire_query_in_zone(&q, z, (size_t)zl), cases[i].in);
+		assert_int_equal(wire_name_in_zone(q.qname, q.qname_len, z, (size_t)zl), cases[i].in);
+	}
+	/* the root holds every name */
+	size_t len = make_query(buf, sizeof buf, "www.example.", LDNS_RR_TYPE_A, 0, false);
+	assert_int_equal(wire_parse_query(&q, buf, len), 0);
+	assert_true(wire_query_in_zone(&q, (const uint8_t *)"", 1));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_query_parses_name_type_and_lowercases),
 		cmocka_unit_test(test_same_name_in_other_case_hashes_equal),
+		cmocka_unit_test(test_lowercasing_changes_ascii_capitals_only),
+		cmocka_unit_test(test_query_in_zone_respects_label_boundaries),
+		cmocka_unit_test(test_hash_covers_every_byte_and_no_more),
 		cmocka_unit_test(test_edns_payload_is_clamped_and_do_read),
 		cmocka_unit_test(test_short_packet_and_qr_are_dropped),
 		cmocka_unit_test(test_qdcount_other_than_one_is_formerr),
