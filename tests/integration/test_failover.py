@@ -6,6 +6,7 @@ behaviour is about time, with margins for a loaded machine: "well before the tim
 ICMP, "not before the timeout" for a black hole.
 """
 
+import os
 import socket
 import threading
 import time
@@ -167,6 +168,37 @@ class Failover(DnsTestCase):
         r = m.dnsq("kube-dns.kube-system.svc.cluster.local", "A")
         self.assertEqual(answer_data(r), [zones.KUBE_DNS_IP], r)
         self.assertEqual(up.count(), 0)
+
+    def test_rule31_sockets_refused_by_icmp_are_closed_not_reused(self):
+        """An upstream socket that got ICMP port unreachable holds an error and is no longer
+        watched by the loop: it must be closed, never recycled for a later query (whose
+        send would fail with the old error, or whose answer nobody would read), and never
+        leaked. Cluster names go to a closed port, other names to a good server, in turn,
+        on the same worker and its one pool of sockets."""
+        dead = harness.free_port()
+        up = self.start_fake()
+        m = self.start_meshdns("--upstream", self.addr(up.port), "--cluster-dns",
+                               self.addr(dead), "--upstream-timeout", "4000")
+        fds = "/proc/%d/fd" % m.proc.proc.pid
+
+        def pair(i):
+            r = harness.query(m.port, "svc%d.ns.svc.cluster.local" % i, timeout=3.0)
+            self.assertIsNotNone(r, "refused by ICMP: SERVFAIL at once, not a timeout")
+            self.assertEqual(r.rcode(), dns.rcode.SERVFAIL)
+            t0 = time.monotonic()
+            r = harness.query(m.port, "n%d.example.test" % i, timeout=3.0)
+            self.assertIsNotNone(r, "query %d to the good server was not answered" % i)
+            self.assertEqual(r.rcode(), dns.rcode.NXDOMAIN, "query %d: %s" % (i, r))
+            self.assertLess(time.monotonic() - t0, 2.0, "query %d waited on a dead socket" % i)
+
+        for i in range(5):
+            pair(i)
+        before = len(os.listdir(fds))
+        for i in range(5, 300):
+            pair(i)
+        self.assertEqual(up.count(), 300, "every good query reached the good server once")
+        self.assertLessEqual(len(os.listdir(fds)), before + 4, "sockets leaked")
+        self.assertAlive(m)
 
     def test_rule31_late_reply_after_timeout_is_not_used_and_next_server_is(self):
         slow = self.start_fake()
