@@ -16,6 +16,12 @@ void wire_set_hash_key(const uint8_t key[16])
 
 #define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 
+/* The query parser hashes a name from 8-byte loads and wire_hash() its tail from 4-byte
+ * loads; both agree only when a load puts the first byte lowest. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "wire.c assumes a little-endian host"
+#endif
+
 /* SipHash-1-3 state, fed a word at a time so that the query parser can hash the name while
  * it copies it. */
 struct sip {
@@ -48,8 +54,7 @@ static inline void sip_init(struct sip *s)
 	s->v3 = hash_k1 ^ 0x7465646279746573ULL;
 }
 
-/* One full 8-byte word of input, little-endian (the key is random, so the byte order of the
- * host only has to be the same for every call). */
+/* One full 8-byte word of input, as loaded on this (little-endian) host. */
 static inline void sip_word(struct sip *s, uint64_t m)
 {
 	s->v3 ^= m;
