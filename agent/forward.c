@@ -65,8 +65,7 @@ struct fwd_waiter {
  * whose attempt got its answer is recycled (upsock.h): it stays watched, on the table's
  * spare list, with no attempt, so that recycling costs no epoll_ctl. */
 struct fwd_udp {
-	uv_poll_t poll;
-	struct worker *w;
+	uv_poll_t poll;            /* on its worker's loop (worker_of_loop) */
 	int fd;
 	struct fwd *f;             /* NULL while spare */
 	struct fwd_udp *next_free; /* on the spare list */
@@ -483,7 +482,6 @@ static void udp_attempt_start(struct fwd *f)
 			free(u);
 			goto neterr;
 		}
-		u->w = w;
 		u->fd = fd;
 		u->fam = (uint8_t)fam;
 		u->poll.data = u;
@@ -615,7 +613,7 @@ static void udp_attempt_read(struct fwd_udp *u)
 static void on_upstream_ready(uv_poll_t *h, int status, int events)
 {
 	struct fwd_udp *u = h->data;
-	struct worker *w = u->w;
+	struct worker *w = worker_of_loop(u->poll.loop);
 	struct fwd_table *t = w->fwd;
 
 	(void)events;

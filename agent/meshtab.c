@@ -802,8 +802,6 @@ int meshview_answer(const struct meshview *v, const struct wire_query *q, bool u
 	int n;
 
 	*res = MESH_NOT_LOCAL;
-	if (v->zone_max_depth == 0) /* no zone yet: nothing is local, nothing to hash */
-		return 0;
 	sfx.q = q;
 	sfx.h = v->seed;
 	sfx.next = nl;

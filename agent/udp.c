@@ -200,7 +200,7 @@ static int serve_batch(struct udp_listener *l)
 	b->nrx = (unsigned)n;
 
 	uint32_t now = worker_now_sec();
-	uint64_t t0 = worker_now_us();
+	uint64_t t0 = worker_now_us(), outer_us = w->batch_us;
 	w->batch_us = t0;
 	rcu_read_lock();
 	for (int i = 0; i < n; i++) {
@@ -248,7 +248,7 @@ reply:
 		}
 	}
 	rcu_read_unlock();
-	w->batch_us = 0;
+	w->batch_us = outer_us; /* an upstream round this batch ran inside keeps its stamp */
 	if (m) {
 		send_batch(l, b, m);
 		uint64_t us = worker_now_us() - t0;

@@ -59,11 +59,8 @@ int upsock_read(int fd, struct upsock_dgram *d, unsigned n)
 	r = (int)syscall(SYS_recvmmsg, fd, m, n, MSG_DONTWAIT | MSG_TRUNC, NULL);
 	if (r < 0)
 		return -errno;
-	for (int i = 0; i < r; i++) {
+	for (int i = 0; i < r; i++)
 		d[i].len = m[i].msg_len;
-		if (m[i].msg_hdr.msg_namelen > sizeof d[i].from)
-			d[i].from.ss_family = AF_UNSPEC;
-	}
 	return r;
 }
 

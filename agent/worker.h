@@ -8,6 +8,7 @@
 #define MESHDNS_WORKER_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -112,6 +113,12 @@ void worker_join_free(struct worker *w);
 /* Monotonic time in seconds and microseconds (CLOCK_MONOTONIC_COARSE / CLOCK_MONOTONIC). */
 uint32_t worker_now_sec(void);
 uint64_t worker_now_us(void);
+
+/* The worker whose loop is @loop (a handle's loop field). */
+static inline struct worker *worker_of_loop(uv_loop_t *loop)
+{
+	return (struct worker *)(void *)((char *)loop - offsetof(struct worker, loop));
+}
 
 /* The time for stamps and durations: within a batch of datagrams (a handful of
  * microseconds) the time it began, read once; else the clock. */
