@@ -6,6 +6,7 @@ other. Coalescing is per thread: N concurrent identical queries make at most one
 query per thread.
 """
 
+import os
 import signal
 import socket
 import struct
@@ -55,6 +56,42 @@ class TwoThreads(DnsTestCase):
             self.assertEqual(harness.rrs(r), {("www.example.test.", "A"): [zones.WWW_IP]})
         self.assertGreater(len(ports), 30)
         self.assertEqual(self.up.count("www.example.test"), 1)
+
+    def test_queries_from_many_ports_are_spread_over_both_threads(self):
+        # SO_REUSEPORT hashes the source address and port; a socket of the group that is
+        # connected, or a second socket on the address inside the group, can make the
+        # kernel hand every datagram to one socket. Each answered query wakes the thread
+        # that read it: count the wake-ups (voluntary context switches) of every thread.
+        self.m.dnsq("www.example.test", "A")
+
+        def switches():
+            out = {}
+            for tid in os.listdir("/proc/%d/task" % self.m.proc.pid):
+                try:
+                    with open("/proc/%d/task/%s/status" % (self.m.proc.pid, tid)) as f:
+                        for line in f:
+                            if line.startswith("voluntary_ctxt_switches:"):
+                                out[tid] = int(line.split()[1])
+                except OSError:
+                    pass
+            return out
+
+        before = switches()
+        for i in range(40):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(3)
+            try:
+                s.connect((harness.HOST, self.m.port))
+                for k in range(10):
+                    s.send(harness.make_query("www.example.test", "A", qid=k).to_wire())
+                    self.assertEqual(dns.message.from_wire(s.recv(65535)).id, k)
+            finally:
+                s.close()
+        after = switches()
+        woken = sorted((after[t] - before.get(t, 0) for t in after), reverse=True)
+        # 400 queries from 40 ports: about 200 wake-ups each; the 100 ms tick adds a few.
+        # A thread that got fewer than 40 of the ports' queries would be a 1e-8 event.
+        self.assertGreaterEqual(woken[1], 40, "wake-ups per thread: %s" % woken)
 
     def test_rule30_coalescing_at_most_one_query_per_thread(self):
         self.up.delay = 1.0
