@@ -253,8 +253,10 @@ static int serve_batch(struct udp_listener *l, int fd)
 		return 0;
 	b->nrx = (unsigned)n;
 
-	uint32_t now = worker_now_sec();
+	/* One clock read: the seconds for TTLs and expiry come from the same stamp (the coarse
+	 * clock used elsewhere lags it by at most a tick, which only ages entries sooner). */
 	uint64_t t0 = worker_now_us(), outer_us = w->batch_us;
+	uint32_t now = (uint32_t)(t0 / 1000000u);
 	w->batch_us = t0;
 	rcu_read_lock();
 	for (int i = 0; i < n; i++) {
