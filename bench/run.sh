@@ -10,7 +10,8 @@
 #   bench/run.sh hitfloor N cache hits against the floor, N pairs in turn, median ratio
 #   bench/run.sh missdnsdist N  cache misses against dnsdist, N pairs in turn, median ratio
 #   bench/run.sh mesh       mesh answers next to cache hits (PERF.md: within 5 %)
-#   bench/run.sh threads    --threads 1 and 2: CPU per query per thread at the same load
+#   bench/run.sh threads N  --threads 1 and 2: CPU per query per thread at the same load,
+#                           N pairs in turn (default 5), median ratio
 #   bench/run.sh sync       100,000 ServiceEntries from the test API server (bench/sync_bench.py)
 #
 # Needs root (taskset, peers), the peers (installed on first use with compare.sh install),
@@ -110,18 +111,24 @@ threads_run() {
 }
 
 threads() {
-	echo "== threads: CPU per query per thread, --threads 1 at Q/2 and --threads 2 at Q"
+	local n=${1:-5} i one two ratios=""
+	echo "== threads: CPU per query per thread, --threads 1 at Q/2 and --threads 2 at Q, $n pairs"
 	echo "   Each worker thread sees the same load in both runs. The machine has 2 cores and"
 	echo "   dnsperf needs one, so both workers share CPU 0: if no lock or shared cache line"
 	echo "   were contended, CPU per query is the same, and each thread on its own core would"
 	echo "   serve what one thread serves alone. Sharing one core adds context switches, so the"
-	echo "   figure is conservative."
-	local q=$((HIT_QPS / 2)) one two
-	one=$(threads_run 1 "$q")
-	two=$(threads_run 2 $((2 * q)))
-	printf '  cpu_us/query: threads=1 at %d q/s %s, threads=2 at %d q/s %s\n' "$q" "$one" $((2 * q)) "$two"
-	cat "$BENCH_DIR/threads-2.txt"
-	awk -v a="$one" -v b="$two" 'BEGIN{ printf "  throughput ratio with 2 idle cores (2 x cpu1/cpu2): %.2f\n", 2 * a / b }'
+	echo "   figure is conservative. Ratio per pair: 2 x cpu1 / cpu2."
+	local q=$((HIT_QPS / 2))
+	for i in $(seq 1 "$n"); do
+		one=$(threads_run 1 "$q")
+		two=$(threads_run 2 $((2 * q)))
+		ratios="$ratios $(awk -v a="$one" -v b="$two" 'BEGIN{ printf "%.3f", 2 * a / b }')"
+		printf '  pair %d: threads=1 at %d q/s %s, threads=2 at %d q/s %s (%s)\n' "$i" "$q" \
+			"$one" $((2 * q)) "$two" "$(tr '\n' ' ' <"$BENCH_DIR/threads-2.txt" |
+				awk '{ for (i = 1; i <= NF; i++) if ($i == "ticks") t = t (t ? ":" : "") $(i - 1) }
+				     END{ printf "worker ticks %s", t }')"
+	done
+	median_of "throughput ratio with 2 idle cores" "$ratios"
 }
 
 # Prints label $1 with the median, min and max of the ratios in $2 (space-separated).
@@ -206,7 +213,7 @@ compare) compare ;;
 hitfloor) hitfloor "${2:-9}" ;;
 missdnsdist) missdnsdist "${2:-7}" ;;
 mesh) mesh ;;
-threads) threads ;;
+threads) threads "${2:-5}" ;;
 sync) sync_bench ;;
 all)
 	echo "machine: $(nproc) cores, $(awk '/model name/{$1=$2=$3="";print;exit}' /proc/cpuinfo), $(uname -r)"
@@ -218,7 +225,7 @@ all)
 	sync_bench
 	;;
 *)
-	echo "usage: bench/run.sh [all|compare|hitfloor [N]|missdnsdist [N]|mesh|threads|sync]" >&2
+	echo "usage: bench/run.sh [all|compare|hitfloor [N]|missdnsdist [N]|mesh|threads [N]|sync]" >&2
 	exit 2
 	;;
 esac
