@@ -63,7 +63,7 @@ struct tcp_write {
 int tcp_listener_open(struct worker *w, struct tcp_listener *l,
 		      const struct sockaddr_storage *addr)
 {
-	int fd = worker_listen_socket(addr, SOCK_STREAM, true), r;
+	int fd = worker_listen_socket(addr, SOCK_STREAM), r;
 
 	memset(l, 0, sizeof *l);
 	l->w = w;

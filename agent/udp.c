@@ -75,73 +75,20 @@ struct udp_batch *udp_batch_new(void)
 	return b;
 }
 
-/* The discard port on loopback: routable in every namespace, and nothing sends DNS from it. */
-static socklen_t discard_peer(bool v6, struct sockaddr_storage *peer)
-{
-	memset(peer, 0, sizeof *peer);
-	if (v6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)peer;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(9);
-		s6->sin6_addr = in6addr_loopback;
-		return sizeof *s6;
-	}
-	struct sockaddr_in *s4 = (struct sockaddr_in *)peer;
-	s4->sin_family = AF_INET;
-	s4->sin_port = htons(9);
-	s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	return sizeof *s4;
-}
-
-/* The socket replies leave from. A socket on epoll's wait queue is woken each time the
- * kernel frees a datagram it sent (sock_wfree reports write space, which the listener never
- * asked for): once per reply, about 5 % of a cache hit. So replies go out through a second
- * socket on the same address and port that is never polled. It is outside the SO_REUSEPORT
- * group (SO_REUSEADDR on both lets it bind), so it does not change how the kernel spreads
- * queries over the workers, and it is connected to the discard port, so it receives nothing
- * once connected; the few queries it may take between bind and connect are answered by
- * udp_listener_sweep. */
-static void reply_socket_open(struct udp_listener *l)
-{
-	struct sockaddr_storage peer;
-	socklen_t plen = discard_peer(l->v6, &peer);
-	int tx = worker_listen_socket(l->addr, SOCK_DGRAM, false);
-
-	if (tx >= 0 && connect(tx, (struct sockaddr *)&peer, plen) == 0) {
-		if (l->tx_failed_logged)
-			log_info("udp", "replies leave through their own socket again");
-		l->txfd = tx;
-		l->tx_failed_logged = false;
-		return;
-	}
-	/* An older instance whose sockets lack SO_REUSEADDR holds the address during an
-	 * upgrade: send from the listener until it is gone (tried again every tick). */
-	if (!l->tx_failed_logged)
-		log_warn("udp", "replies leave through the listening socket for now: %s",
-			 strerror(tx < 0 ? -tx : errno));
-	l->tx_failed_logged = true;
-	if (tx >= 0)
-		close(tx);
-	l->txfd = l->fd;
-}
-
 int udp_listener_open(struct worker *w, struct udp_listener *l,
 		      const struct sockaddr_storage *addr)
 {
-	int fd = worker_listen_socket(addr, SOCK_DGRAM, true);
+	int fd = worker_listen_socket(addr, SOCK_DGRAM);
 
 	memset(l, 0, sizeof *l);
 	l->w = w;
 	l->v6 = addr->ss_family == AF_INET6;
-	l->addr = addr;
-	l->fd = l->txfd = -1;
 	if (fd < 0)
 		return fd;
 	int rcvbuf = 4 << 20;
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
 	l->fd = fd;
-	reply_socket_open(l);
 	return 0;
 }
 
@@ -159,7 +106,7 @@ static void send_batch(struct udp_listener *l, struct udp_batch *b, int n)
 	int sent = 0;
 
 	while (sent < n) {
-		int r = udp_sendmmsg(l->txfd, b->tx + sent, (unsigned)(n - sent));
+		int r = udp_sendmmsg(l->fd, b->tx + sent, (unsigned)(n - sent));
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -196,7 +143,7 @@ void udp_flush(struct worker *w)
 		}
 		unsigned sent = 0;
 		while (sent < m) {
-			int r = udp_sendmmsg(l->txfd, b->qmsg + sent, m - sent);
+			int r = udp_sendmmsg(l->fd, b->qmsg + sent, m - sent);
 			if (r <= 0) {
 				if (r < 0 && errno == EINTR)
 					continue;
@@ -229,14 +176,13 @@ void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const u
 		b->qiov[i].iov_len = len;
 		return;
 	}
-	if (sendto(l->txfd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)to,
+	if (sendto(l->fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)to,
 		   sockaddr_len(to)) < 0)
 		stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
 }
 
-/* Serves one batch read from @fd (the listener's, or its reply socket's). Returns the number
- * of datagrams read. */
-static int serve_batch(struct udp_listener *l, int fd)
+/* Serves one batch. Returns the number of datagrams read. */
+static int serve_batch(struct udp_listener *l)
 {
 	struct worker *w = l->w;
 	struct udp_batch *b = w->batch;
@@ -248,7 +194,7 @@ static int serve_batch(struct udp_listener *l, int fd)
 	 * else in the receive vector. */
 	for (unsigned i = 0; i < b->nrx; i++)
 		b->rx[i].msg_hdr.msg_namelen = sizeof b->from[i];
-	n = udp_recvmmsg(fd, b->rx, UDP_BATCH);
+	n = udp_recvmmsg(l->fd, b->rx, UDP_BATCH);
 	if (n <= 0)
 		return 0;
 	b->nrx = (unsigned)n;
@@ -324,25 +270,8 @@ static void on_udp_readable(uv_poll_t *h, int status, int events)
 	/* A batch that did not fill emptied the socket when it was read: going back to epoll
 	 * costs no more than a read that would find nothing, and finds what came since. */
 	for (int round = 0; round < UDP_ROUNDS; round++)
-		if (serve_batch(l, l->fd) < UDP_BATCH)
+		if (serve_batch(l) < UDP_BATCH)
 			break;
-}
-
-static void sweep_reply_socket(struct udp_listener *l)
-{
-	for (int round = 0; round < UDP_ROUNDS; round++)
-		if (serve_batch(l, l->txfd) < UDP_BATCH)
-			break;
-}
-
-void udp_listener_sweep(struct udp_listener *l)
-{
-	if (l->fd < 0)
-		return;
-	if (l->txfd == l->fd)
-		reply_socket_open(l);
-	else
-		sweep_reply_socket(l);
 }
 
 void udp_listener_drain(struct udp_listener *l)
@@ -353,31 +282,36 @@ void udp_listener_drain(struct udp_listener *l)
 	 * loopback, which is routable in every namespace and never sends DNS queries; what is
 	 * already queued stays readable. */
 	struct sockaddr_storage peer;
-	socklen_t plen = discard_peer(l->v6, &peer);
+	socklen_t plen;
 
+	memset(&peer, 0, sizeof peer);
+	if (l->v6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&peer;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(9);
+		s6->sin6_addr = in6addr_loopback;
+		plen = sizeof *s6;
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&peer;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(9);
+		s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		plen = sizeof *s4;
+	}
 	if (connect(l->fd, (struct sockaddr *)&peer, plen) < 0)
 		log_warn("udp", "cannot leave the SO_REUSEPORT group: %s", strerror(errno));
 	/* Answer what was queued before the connect. */
 	for (int round = 0; round < 64; round++)
-		if (serve_batch(l, l->fd) < UDP_BATCH)
+		if (serve_batch(l) < UDP_BATCH)
 			break;
-	if (l->txfd != l->fd)
-		sweep_reply_socket(l);
-}
-
-static void udp_listener_close_fds(struct udp_listener *l)
-{
-	if (l->txfd >= 0 && l->txfd != l->fd)
-		close(l->txfd);
-	close(l->fd);
-	l->fd = l->txfd = -1;
 }
 
 static void on_udp_closed(uv_handle_t *h)
 {
 	struct udp_listener *l = h->data;
 
-	udp_listener_close_fds(l);
+	close(l->fd);
+	l->fd = -1;
 }
 
 void udp_listener_close(struct udp_listener *l)
@@ -389,6 +323,7 @@ void udp_listener_close(struct udp_listener *l)
 		if (!uv_is_closing((uv_handle_t *)&l->poll))
 			uv_close((uv_handle_t *)&l->poll, on_udp_closed);
 	} else {
-		udp_listener_close_fds(l);
+		close(l->fd);
+		l->fd = -1;
 	}
 }

@@ -31,7 +31,7 @@ uint64_t worker_now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-int worker_listen_socket(const struct sockaddr_storage *addr, int type, bool group)
+int worker_listen_socket(const struct sockaddr_storage *addr, int type)
 {
 	int one = 1, fd, r;
 	socklen_t alen = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
@@ -40,12 +40,10 @@ int worker_listen_socket(const struct sockaddr_storage *addr, int type, bool gro
 	fd = socket(addr->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	/* UDP: the reply socket (udp.c) shares the address outside the SO_REUSEPORT group,
-	 * which the kernel allows only when both sockets set SO_REUSEADDR. */
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (type == SOCK_STREAM)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	/* Every worker, and a newer instance during an upgrade, binds the same address. */
-	if (group)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
 	/* Bind even if the address is not (yet) on the interface: netlink puts it back. */
 	if (addr->ss_family == AF_INET6) {
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
@@ -89,8 +87,6 @@ static void on_tick(uv_timer_t *t)
 	atomic_store_explicit(&w->stats.heartbeat_ms, (uint64_t)time(NULL) * 1000,
 			      memory_order_relaxed);
 	(void)now_ms;
-	for (size_t i = 0; i < w->nudp; i++)
-		udp_listener_sweep(&w->udp[i]);
 	if (w->index == 0)
 		cache_sweep(w->srv->cache, worker_now_sec(), SWEEP_BUDGET);
 }

@@ -55,10 +55,7 @@ static inline unsigned server_workers_running(struct server *s)
 struct udp_listener {
 	uv_poll_t poll;
 	int fd;
-	int txfd; /* replies leave here (see udp.c); fd while that socket cannot be made */
 	bool v6;
-	bool tx_failed_logged;
-	const struct sockaddr_storage *addr; /* the configuration's */
 	struct worker *w;
 };
 
@@ -131,9 +128,8 @@ static inline uint64_t worker_clock_us(const struct worker *w)
 }
 
 /* A non-blocking socket of @type (SOCK_DGRAM or SOCK_STREAM) bound to @addr with
- * SO_REUSEADDR, IP_FREEBIND and, if @group, SO_REUSEPORT. Returns the descriptor or a
- * negative errno. */
-int worker_listen_socket(const struct sockaddr_storage *addr, int type, bool group);
+ * SO_REUSEPORT and IP_FREEBIND. Returns the descriptor or a negative errno. */
+int worker_listen_socket(const struct sockaddr_storage *addr, int type);
 
 /* Two random bytes from getrandom (buffered per worker). */
 uint16_t worker_random16(struct worker *w);
@@ -145,9 +141,6 @@ void udp_listener_start(struct udp_listener *l);
 /* Stops reading: the socket leaves the SO_REUSEPORT group for new datagrams, so another
  * instance on the same address gets them, and whatever is queued is still answered. */
 void udp_listener_drain(struct udp_listener *l);
-/* Each tick: answers what the reply socket holds (queries it took before it was connected),
- * or tries again to open it. */
-void udp_listener_sweep(struct udp_listener *l);
 void udp_listener_close(struct udp_listener *l);
 /* Sends one reply from the listener's socket, or queues it between udp_queue_begin and
  * udp_flush (which sends the queue with one sendmmsg per listener). */

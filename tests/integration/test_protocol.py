@@ -4,8 +4,11 @@ Queries are built byte by byte (dnsq, or raw bytes here) so that each header bit
 letter case of the name and the OPT RR are exactly what the test says.
 """
 
+import socket
 import subprocess
 import struct
+
+import dns.message
 
 import harness
 import zones
@@ -221,6 +224,28 @@ class ListenAddresses(DnsTestCase):
                 r = harness.run_dnsq(port, "www.example.test", "A", *opts, host=host)
                 self.assertEqual(answer_data(r, "A"), [zones.WWW_IP], (host, opts, r))
         self.assertEqual(up.count(), 1, "the IPv6 upstream asked once, then the cache")
+
+    def test_rule24_answers_come_from_the_address_and_port_asked(self):
+        # A client on an unconnected socket takes a datagram from anyone; the answer must
+        # still come from the address and port it sent to, forwarded (first query of a
+        # name) or from the cache (second), on IPv6 and IPv4.
+        up = self.start_fake()
+        v4 = harness.free_port()
+        m = self.start_meshdns("--listen", "127.0.0.1:%d" % v4,
+                               "--upstream", "127.0.0.1:%d" % up.port, host="::1")
+        for host, port, name, ip in (("::1", m.port, "mail.example.test", "192.0.2.25"),
+                                     ("127.0.0.1", v4, "ns.example.test", "192.0.2.53")):
+            for qid in (1, 2):
+                s = socket.socket(harness.family(host), socket.SOCK_DGRAM)
+                self.addCleanup(s.close)
+                s.settimeout(3)
+                s.bind((host, 0))
+                s.sendto(harness.make_query(name, "A", qid=qid).to_wire(), (host, port))
+                data, frm = s.recvfrom(65535)
+                r = dns.message.from_wire(data)
+                self.assertEqual((r.id, frm[:2]), (qid, (host, port)))
+                self.assertEqual(harness.rrs(r), {(name + ".", "A"): [ip]})
+            self.assertEqual(up.count(name), 1, "%s forwarded once, then the cache" % name)
 
     def test_rule24_wildcard_listen_is_refused_with_a_clear_line(self):
         """--listen 0.0.0.0:PORT or [::]:PORT would answer UDP from whatever address the
