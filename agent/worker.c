@@ -247,8 +247,14 @@ void worker_join_free(struct worker *w)
 {
 	if (!w)
 		return;
-	if (w->started)
+	if (w->started) {
 		uv_thread_join(&w->thread);
+	} else if (!w->stopped) {
+		/* Made but never run (a later worker failed): close its sockets here, or they
+		 * stay bound until exit and look like another instance serving our addresses. */
+		close_all(w);
+		uv_run(&w->loop, UV_RUN_DEFAULT);
+	}
 	if (uv_loop_close(&w->loop) == UV_EBUSY) {
 		log_warn("main", "worker %u: handles left open at exit", w->index);
 	}

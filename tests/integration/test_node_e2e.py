@@ -947,6 +947,20 @@ class OperatorErrors(NodeCase):
         self.check_port_taken("udp", "0.0.0.0")
         self.assertNoLink()
 
+    def test_out_of_descriptors_at_a_later_thread_exits_1_and_removes_the_link(self):
+        """The first threads are made, a later one finds no descriptor left: the ones made
+        must close their sockets, or at exit they look like another instance serving
+        169.254.20.10:53 and the link is kept."""
+        if not shutil.which("prlimit"):
+            self.skipTest("prlimit (util-linux) is needed")
+        status, log = self.run_failing(meshdns_argv("--threads", "64"),
+                                       ["prlimit", "--nofile=64"])
+        self.assertEqual(status, 1, log)
+        self.assertOneErrorLine(log, "%s:53" % LISTEN, "open files")
+        self.assertNotIn("handles left open", log)
+        self.assertNotIn("interface kept", log)
+        self.assertNoLink()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
