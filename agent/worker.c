@@ -103,7 +103,8 @@ static void close_all(struct worker *w)
 	for (size_t i = 0; i < w->nudp; i++)
 		udp_listener_close(&w->udp[i]);
 	tcp_close_all(w);
-	fwd_table_close(w);
+	if (w->fwd)
+		fwd_table_close(w);
 	uv_close((uv_handle_t *)&w->stop_async, on_closed_noop);
 	uv_close((uv_handle_t *)&w->tick, on_closed_noop);
 }
@@ -164,6 +165,10 @@ int worker_new(struct server *srv, unsigned index, struct worker **out)
 		free(w);
 		return r;
 	}
+	uv_async_init(&w->loop, &w->stop_async, on_stop);
+	w->stop_async.data = w;
+	uv_timer_init(&w->loop, &w->tick);
+	w->tick.data = w;
 	w->scratch = malloc(WIRE_MAX_MSG + 2);
 	w->rxbuf = malloc(WIRE_MAX_MSG + 2);
 	w->rxbuf2 = malloc(WIRE_MAX_MSG + 2);
@@ -200,22 +205,10 @@ int worker_new(struct server *srv, unsigned index, struct worker **out)
 	w->ctx.cluster_domain = srv->cluster_domain;
 	w->ctx.cluster_domain_len = srv->cluster_domain_len;
 	w->ctx.st = &w->stats;
-	uv_async_init(&w->loop, &w->stop_async, on_stop);
-	w->stop_async.data = w;
-	uv_timer_init(&w->loop, &w->tick);
-	w->tick.data = w;
 	*out = w;
 	return 0;
 fail:
-	w->stopped = true;
-	for (size_t i = 0; i < w->nudp; i++)
-		udp_listener_close(&w->udp[i]);
-	for (size_t i = 0; i < w->ntcp; i++)
-		tcp_listener_close(&w->tcp[i]);
-	if (w->fwd)
-		fwd_table_close(w);
-	uv_run(&w->loop, UV_RUN_DEFAULT);
-	worker_join_free(w);
+	worker_join_free(w); /* never started: closes what was opened */
 	return r;
 }
 
@@ -250,8 +243,9 @@ void worker_join_free(struct worker *w)
 	if (w->started) {
 		uv_thread_join(&w->thread);
 	} else if (!w->stopped) {
-		/* Made but never run (a later worker failed): close its sockets here, or they
-		 * stay bound until exit and look like another instance serving our addresses. */
+		/* Made but never run (its own set-up or a later worker failed): close its sockets
+		 * here, or they stay bound until exit and look like another instance serving our
+		 * addresses. */
 		close_all(w);
 		uv_run(&w->loop, UV_RUN_DEFAULT);
 	}

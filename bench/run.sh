@@ -97,14 +97,13 @@ mesh() {
 threads_run() {
 	start_pair "--serviceentries none --threads $1"
 	taskset -c 1 dnsperf -s 127.0.0.1 -p 5310 -d "$BENCH_DIR/hot.txt" -n 2 -q 100 >/dev/null 2>&1
-	local c0 c1 out t
+	local c0 c1 out
 	c0=$(cpu_ticks "$APID")
 	out=$(taskset -c 1 dnsperf -s 127.0.0.1 -p 5310 -d "$BENCH_DIR/hot.txt" -l "$SECS" -c 32 \
 		-q 2000 -Q "$2" 2>&1)
 	c1=$(cpu_ticks "$APID")
-	for t in /proc/$APID/task/*; do
-		awk -v n="${t##*/}" '{ printf "    thread %s: %d ticks\n", n, $14 + $15 }' "$t/stat"
-	done >"$BENCH_DIR/threads-$1.txt"
+	cat /proc/"$APID"/task/*/stat | awk '{ t = t (t ? ":" : "") $14 + $15 } END{ print t }' \
+		>"$BENCH_DIR/threads-$1.txt"
 	stop_pair
 	echo "$out" | awk -v c=$((c1 - c0)) -v t="$(getconf CLK_TCK)" \
 		'/Queries completed/{n=$3} END{ if (n > 0) printf "%.2f", c * 1e6 / t / n; else printf "nan" }'
@@ -123,10 +122,8 @@ threads() {
 		one=$(threads_run 1 "$q")
 		two=$(threads_run 2 $((2 * q)))
 		ratios="$ratios $(awk -v a="$one" -v b="$two" 'BEGIN{ printf "%.3f", 2 * a / b }')"
-		printf '  pair %d: threads=1 at %d q/s %s, threads=2 at %d q/s %s (%s)\n' "$i" "$q" \
-			"$one" $((2 * q)) "$two" "$(tr '\n' ' ' <"$BENCH_DIR/threads-2.txt" |
-				awk '{ for (i = 1; i <= NF; i++) if ($i == "ticks") t = t (t ? ":" : "") $(i - 1) }
-				     END{ printf "worker ticks %s", t }')"
+		printf '  pair %d: threads=1 at %d q/s %s, threads=2 at %d q/s %s (ticks per thread %s)\n' \
+			"$i" "$q" "$one" $((2 * q)) "$two" "$(cat "$BENCH_DIR/threads-2.txt")"
 	done
 	median_of "throughput ratio with 2 idle cores" "$ratios"
 }
