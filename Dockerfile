@@ -2,15 +2,15 @@
 #
 # Build stage: Debian 12 with the -dev packages of scripts/deps.sh, a CMake release build.
 # Runtime stage: debian:bookworm-slim with the shared libraries meshdns links and nothing
-# else; no shell is used at run time (exec-form ENTRYPOINT). libuv, libnl, liburcu and
-# libevent are linked statically (MESHDNS_STATIC_DEPS, for resident memory), so only cJSON
-# and libcurl are needed at run time.
+# else; no shell is used at run time (exec-form ENTRYPOINT). libuv, libnl, liburcu,
+# libevent and liburing are linked statically (MESHDNS_STATIC_DEPS, for resident memory),
+# so only cJSON and libcurl are needed at run time.
 FROM debian:bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libuv1-dev libldns-dev libnl-3-dev libnl-route-3-dev libcurl4-openssl-dev \
-      libcjson-dev liburcu-dev libevent-dev \
+      libcjson-dev liburcu-dev libevent-dev liburing-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -19,6 +19,7 @@ enum {
 	OPT_INTERFACE_KIND,
 	OPT_NO_INTERFACE,
 	OPT_SKIP_TEARDOWN,
+	OPT_NO_IO_URING,
 	OPT_CLUSTER_DOMAIN,
 	OPT_CLUSTER_DNS,
 	OPT_UPSTREAM,
@@ -55,6 +56,7 @@ static const struct option long_options[] = {
 	{ "interface-kind", required_argument, NULL, OPT_INTERFACE_KIND },
 	{ "no-interface", no_argument, NULL, OPT_NO_INTERFACE },
 	{ "skip-teardown", no_argument, NULL, OPT_SKIP_TEARDOWN },
+	{ "no-io-uring", no_argument, NULL, OPT_NO_IO_URING },
 	{ "cluster-domain", required_argument, NULL, OPT_CLUSTER_DOMAIN },
 	{ "cluster-dns", required_argument, NULL, OPT_CLUSTER_DNS },
 	{ "upstream", required_argument, NULL, OPT_UPSTREAM },
@@ -99,6 +101,7 @@ static const char usage[] =
 	"  --no-interface              touch no links or addresses (default off)\n"
 	"  --skip-teardown             leave link and addresses in place on exit (default off)\n"
 	"  --threads N                 worker threads serving queries (default 1)\n"
+	"  --no-io-uring               read UDP on epoll even where io_uring works (default off)\n"
 	"  --tcp-idle-timeout MS       close idle client TCP connections after MS (default 10000)\n"
 	"  --max-tcp-connections N     client TCP connections per thread (default 1024)\n"
 	"\n"
@@ -330,6 +333,7 @@ static void set_defaults(struct config *c)
 	c->neg_ttl = 300;
 	c->stale_window = 86400;
 	c->threads = 1;
+	c->io_uring = true;
 	c->sync_wait = 10;
 	c->upstream_timeout_ms = 2000;
 	c->tcp_idle_ms = 10000;
@@ -474,6 +478,9 @@ static int parse_one(struct config *c, int opt, const char *v, bool *health_set,
 		return 0;
 	case OPT_SKIP_TEARDOWN:
 		c->skip_teardown = true;
+		return 0;
+	case OPT_NO_IO_URING:
+		c->io_uring = false;
 		return 0;
 	case OPT_CLUSTER_DOMAIN:
 		r = wire_name_from_text(v, wire, sizeof wire);

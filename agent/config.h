@@ -31,6 +31,7 @@ struct config {
 	char interface_kind[32];
 	bool no_interface;
 	bool skip_teardown;
+	bool io_uring; /* read UDP listeners through io_uring where the kernel allows */
 
 	char cluster_domain[256];          /* text, lowercase, with a trailing dot */
 	struct sockaddr_storage cluster_dns[CONFIG_MAX_SERVERS];

@@ -13,6 +13,7 @@
 
 #include "agent/log.h"
 #include "agent/sockaddr.h"
+#include "agent/uring.h"
 #include "agent/worker.h"
 
 /* recvmmsg and sendmmsg straight through syscall(2): glibc's wrappers are cancellation
@@ -28,8 +29,6 @@ static inline int udp_sendmmsg(int fd, struct mmsghdr *m, unsigned n)
 	return (int)syscall(SYS_sendmmsg, fd, m, n, MSG_DONTWAIT);
 }
 
-#define UDP_BATCH   32
-#define UDP_RX_SLOT 2048 /* larger queries are refused: they need TCP */
 #define UDP_TX_SLOT 1280 /* >= WIRE_EDNS_PAYLOAD: every UDP reply fits */
 #define UDP_ROUNDS  8    /* batches per readiness event, so other sockets get a turn */
 
@@ -41,6 +40,7 @@ struct udp_batch {
 	struct iovec txiov[UDP_BATCH];
 	uint8_t zone[UDP_BATCH];
 	uint8_t qtype[UDP_BATCH];
+	const uint8_t *pkt[UDP_BATCH]; /* each datagram: rxbuf, or a ring buffer (uring.c) */
 	unsigned nrx; /* datagrams the last read returned */
 	uint8_t rxbuf[UDP_BATCH][UDP_RX_SLOT];
 	uint8_t txbuf[UDP_BATCH][UDP_TX_SLOT];
@@ -69,6 +69,7 @@ struct udp_batch *udp_batch_new(void)
 		b->rx[i].msg_hdr.msg_iov = &b->rxiov[i];
 		b->rx[i].msg_hdr.msg_iovlen = 1;
 		b->rx[i].msg_hdr.msg_name = &b->from[i];
+		b->pkt[i] = b->rxbuf[i];
 		b->tx[i].msg_hdr.msg_iov = &b->txiov[i];
 		b->tx[i].msg_hdr.msg_iovlen = 1;
 	}
@@ -96,6 +97,9 @@ static void on_udp_readable(uv_poll_t *h, int status, int events);
 
 void udp_listener_start(struct udp_listener *l)
 {
+	if (l->w->ring && !l->ring_failed && wring_arm(l->w->ring, l) == 0)
+		return;
+	l->on_ring = false;
 	uv_poll_init(&l->w->loop, &l->poll, l->fd);
 	l->poll.data = l;
 	uv_poll_start(&l->poll, UV_READABLE, on_udp_readable);
@@ -181,23 +185,26 @@ void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const u
 		stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
 }
 
-/* Serves one batch. Returns the number of datagrams read. */
-static int serve_batch(struct udp_listener *l)
+/* Before a forward starts timers and sockets from outside libuv's loop (a batch the ring
+ * read): its clock must be now, and the loop must run once the batch is done, to watch new
+ * sockets and to wake for the new timers. */
+static inline void loop_touch(struct worker *w)
+{
+	if (w->ring && !w->loop_touched) {
+		uv_update_time(&w->loop);
+		w->loop_touched = true;
+	}
+}
+
+/* Answers the @n datagrams the batch describes (pkt, rx[].msg_len, .msg_flags, from and
+ * .msg_namelen), read from @l's socket. */
+void udp_serve(struct udp_listener *l, int n)
 {
 	struct worker *w = l->w;
 	struct udp_batch *b = w->batch;
 	struct wire_query q;
 	struct serve_result res;
-	int n, m = 0;
-
-	/* The kernel changed the address lengths of the datagrams it read last time, nothing
-	 * else in the receive vector. */
-	for (unsigned i = 0; i < b->nrx; i++)
-		b->rx[i].msg_hdr.msg_namelen = sizeof b->from[i];
-	n = udp_recvmmsg(l->fd, b->rx, UDP_BATCH);
-	if (n <= 0)
-		return 0;
-	b->nrx = (unsigned)n;
+	int m = 0;
 
 	/* One clock read: the seconds for TTLs and expiry come from the same stamp (the coarse
 	 * clock used elsewhere lags it by at most a tick, which only ages entries sooner). */
@@ -211,11 +218,11 @@ static int serve_batch(struct udp_listener *l)
 			/* larger than we read over UDP: if the question is there, ask the client
 			 * to come back over TCP (TC=1), else drop it */
 			stats_inc(&w->stats.dropped[STATS_DROP_OVERSIZE]);
-			(void)wire_parse_query(&q, b->rxbuf[i], UDP_RX_SLOT);
+			(void)wire_parse_query(&q, b->pkt[i], b->rx[i].msg_len);
 			q.edns = 0;
 			res.len = wire_write_reply_head(&q, false, WIRE_RCODE_NOERROR, out,
 							UDP_TX_SLOT);
-			if (res.len <= 0 || (b->rxbuf[i][2] & WIRE_QR))
+			if (res.len <= 0 || (b->pkt[i][2] & WIRE_QR))
 				continue;
 			out[2] |= WIRE_TC;
 			res.verdict = SERVE_REPLY;
@@ -223,11 +230,11 @@ static int serve_batch(struct udp_listener *l)
 			res.prefetch = 0;
 			goto reply;
 		}
-		serve_query(&w->ctx, b->rxbuf[i], b->rx[i].msg_len, true, l->v6, now, &q, out,
+		serve_query(&w->ctx, b->pkt[i], b->rx[i].msg_len, true, l->v6, now, &q, out,
 			    UDP_TX_SLOT, &res);
 		if (res.verdict == SERVE_REPLY && res.len < 0) {
 			/* a large cached answer: build it in the scratch buffer, then cut it */
-			serve_query(&w->ctx, b->rxbuf[i], b->rx[i].msg_len, true, l->v6, now, &q,
+			serve_query(&w->ctx, b->pkt[i], b->rx[i].msg_len, true, l->v6, now, &q,
 				    w->scratch, WIRE_MAX_MSG, &res);
 			if (res.verdict == SERVE_REPLY && res.len > 0 && res.len <= UDP_TX_SLOT)
 				memcpy(out, w->scratch, (size_t)res.len);
@@ -243,9 +250,12 @@ reply:
 			b->zone[m] = res.zone;
 			b->qtype[m] = res.qtype;
 			m++;
-			if (res.prefetch)
+			if (res.prefetch) {
+				loop_touch(w);
 				fwd_prefetch(w, &q, &res);
+			}
 		} else if (res.verdict == SERVE_FORWARD) {
+			loop_touch(w);
 			fwd_start(w, &q, &res, l, &b->from[i], NULL);
 		}
 	}
@@ -257,6 +267,41 @@ reply:
 		for (int i = 0; i < m; i++)
 			stats_observe(&w->stats, b->zone[i], b->qtype[i], us);
 	}
+}
+
+void udp_batch_set(struct worker *w, unsigned i, const uint8_t *pkt, size_t len, int flags,
+		   const void *name, socklen_t namelen)
+{
+	struct udp_batch *b = w->batch;
+
+	if (namelen > sizeof b->from[i])
+		namelen = sizeof b->from[i];
+	memcpy(&b->from[i], name, namelen);
+	b->rx[i].msg_hdr.msg_namelen = namelen;
+	b->rx[i].msg_hdr.msg_flags = flags;
+	b->rx[i].msg_len = (unsigned)len;
+	b->pkt[i] = pkt;
+	if (i >= b->nrx)
+		b->nrx = i + 1;
+}
+
+/* Reads and serves one batch. Returns the number of datagrams read. */
+static int serve_batch(struct udp_listener *l)
+{
+	struct udp_batch *b = l->w->batch;
+	int n;
+
+	/* The kernel changed the address lengths of the datagrams it read last time (and the
+	 * ring, the packet pointers), nothing else in the receive vector. */
+	for (unsigned i = 0; i < b->nrx; i++) {
+		b->rx[i].msg_hdr.msg_namelen = sizeof b->from[i];
+		b->pkt[i] = b->rxbuf[i];
+	}
+	n = udp_recvmmsg(l->fd, b->rx, UDP_BATCH);
+	if (n <= 0)
+		return 0;
+	b->nrx = (unsigned)n;
+	udp_serve(l, n);
 	return n;
 }
 
@@ -318,6 +363,8 @@ void udp_listener_close(struct udp_listener *l)
 {
 	if (l->fd < 0)
 		return;
+	if (l->on_ring && l->w->ring)
+		wring_cancel(l->w->ring, l);
 	if (uv_is_active((uv_handle_t *)&l->poll) || l->poll.data) {
 		uv_poll_stop(&l->poll);
 		if (!uv_is_closing((uv_handle_t *)&l->poll))

@@ -9,6 +9,7 @@
 
 #include "agent/cache.h"
 #include "agent/log.h"
+#include "agent/uring.h"
 #include "agent/worker.h"
 
 #define TICK_MS          100
@@ -217,6 +218,12 @@ static void worker_main(void *arg)
 	struct worker *w = arg;
 
 	rcu_register_thread();
+	if (w->srv->cfg->io_uring) {
+		int r = wring_new(w);
+		if (r < 0 && w->index == 0)
+			log_info("udp", "io_uring not available (%s): listeners are read on epoll",
+				 strerror(-r));
+	}
 	for (size_t i = 0; i < w->nudp; i++)
 		udp_listener_start(&w->udp[i]);
 	for (size_t i = 0; i < w->ntcp; i++) {
@@ -226,7 +233,10 @@ static void worker_main(void *arg)
 	}
 	on_tick(&w->tick);
 	uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
-	uv_run(&w->loop, UV_RUN_DEFAULT);
+	if (w->ring)
+		wring_run(w);
+	else
+		uv_run(&w->loop, UV_RUN_DEFAULT);
 	rcu_unregister_thread();
 }
 

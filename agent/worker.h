@@ -22,6 +22,10 @@
 
 struct fwd_table;
 struct udp_batch;
+struct wring;
+
+#define UDP_BATCH   32   /* datagrams read, answered and sent at once */
+#define UDP_RX_SLOT 2048 /* larger queries are refused: they need TCP */
 
 /* Servers of one upstream group, in the order they are tried. */
 struct upstream_group {
@@ -56,6 +60,10 @@ struct udp_listener {
 	uv_poll_t poll;
 	int fd;
 	bool v6;
+	bool on_ring;      /* read through the worker's io_uring, not uv_poll */
+	bool ring_armed;   /* its multishot receive is in the ring */
+	bool ring_closing; /* being cancelled: not to be armed again */
+	bool ring_failed;  /* the ring cannot read it: uv_poll does */
 	struct worker *w;
 };
 
@@ -78,6 +86,8 @@ struct worker {
 	struct tcp_listener *tcp;
 	size_t ntcp;
 	struct fwd_table *fwd;
+	struct wring *ring; /* NULL: the UDP listeners are read on libuv readiness */
+	bool loop_touched;  /* the ring's batch used libuv: run its loop next */
 	struct udp_batch *batch;
 	uint8_t *scratch;   /* WIRE_MAX_MSG + 2: building replies */
 	uint8_t *rxbuf;     /* WIRE_MAX_MSG: upstream UDP replies */
@@ -148,6 +158,11 @@ void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const u
 	      size_t len);
 void udp_queue_begin(struct worker *w);
 void udp_flush(struct worker *w);
+/* Describes datagram @i of the batch (a ring buffer's bytes), then udp_serve answers the
+ * first @n described. */
+void udp_batch_set(struct worker *w, unsigned i, const uint8_t *pkt, size_t len, int flags,
+		   const void *name, socklen_t namelen);
+void udp_serve(struct udp_listener *l, int n);
 struct udp_batch *udp_batch_new(void);
 
 /* TCP: the listener and its connections. */

@@ -7,7 +7,7 @@ PKGS=(
   # build
   build-essential cmake pkg-config clang
   libuv1-dev libldns-dev libnl-3-dev libnl-route-3-dev libcurl4-openssl-dev libcjson-dev
-  libcmocka-dev liburcu-dev libevent-dev
+  libcmocka-dev liburcu-dev libevent-dev liburing-dev
   # test peers and clients
   unbound dnsmasq knot-resolver knot-dnsutils bind9-dnsutils ldnsutils dnsperf
   iproute2 nftables procps psmisc curl openssl python3 python3-dnspython python3-yaml

@@ -291,6 +291,7 @@ class Meshdns:
         self.port = port or free_port(host)
         argv = [MESHDNS] + (["--listen", hostport(host, self.port)] if listen else [])
         argv += (self.BASE if base else []) + list(args)
+        argv += os.environ.get("MESHDNS_EXTRA_ARGS", "").split()  # e.g. --no-io-uring
         self.argv = (wrap or []) + argv
         if env is None:  # no cluster DNS from the environment unless a test asks for it
             env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE_DNS_")}

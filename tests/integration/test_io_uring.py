@@ -1,0 +1,142 @@
+"""How UDP listeners are read: io_uring where the kernel allows it, epoll where it does not.
+
+By default each worker reads its UDP sockets through an io_uring (multishot receives into a
+ring of 64 buffers) and sleeps in io_uring_enter. Under a seccomp profile that refuses
+io_uring (Docker's and containerd's defaults do; tools/noiouring.c applies one) or with
+--no-io-uring, the same sockets are read on epoll. Either way a client sees the same
+answers, bursts larger than the ring are answered in full, and a stopped agent leaves its
+port free at once.
+"""
+
+import os
+import signal
+import socket
+import time
+
+import dns.flags
+import dns.message
+
+import harness
+import zones
+from harness import DnsTestCase, answer_data
+
+NOIOURING = os.environ.get("NOIOURING") or os.path.join(harness.ROOT, "build", "tests",
+                                                        "noiouring")
+
+
+def io_uring_fds(pid):
+    """The io_uring instances process @pid holds."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "anon_inode:[io_uring]":
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def burst(port, name, count, host=harness.HOST, pid=None):
+    """Sends @count queries for @name from one socket before reading any answer; returns
+    the IDs answered with the name's address. With @pid, that process is stopped while
+    they are sent, so they all wait in its socket: more than the ring has buffers."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.settimeout(3)
+    got = set()
+    try:
+        if pid:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            for i in range(count):
+                s.sendto(harness.make_query(name, "A", qid=i).to_wire(), (host, port))
+        finally:
+            if pid:
+                os.kill(pid, signal.SIGCONT)
+        while len(got) < count:
+            try:
+                r = dns.message.from_wire(s.recv(65535))
+            except socket.timeout:
+                break
+            if harness.rrs(r) == {(name + ".", "A"): [zones.WWW_IP]}:
+                got.add(r.id)
+    finally:
+        s.close()
+    return got
+
+
+class ReadPaths(DnsTestCase):
+
+    def setUp(self):
+        self.up = self.start_fake()
+
+    def agent(self, *args, **kw):
+        return self.start_meshdns("--upstream", "127.0.0.1:%d" % self.up.port, *args, **kw)
+
+    def assert_serves(self, m):
+        # a miss (forwarded), then a hit, over UDP; an oversized query gets TC=1 over UDP
+        for _ in range(2):
+            r = m.dnsq("www.example.test", "A")
+            self.assertEqual(answer_data(r, "A"), [zones.WWW_IP])
+        self.assertEqual(self.up.count("www.example.test"), 1)
+        q = harness.make_query("www.example.test", "TXT")
+        wire = q.to_wire() + b"\0" * 2100  # 2,100 bytes of trailing garbage: over the slot
+        r = dns.message.from_wire(harness.udp_exchange(m.port, wire))
+        self.assertTrue(r.flags & dns.flags.TC, r)
+        self.assertEqual(len(r.answer), 0)
+        got = burst(m.port, "www.example.test", 500, pid=m.proc.pid)
+        self.assertEqual(len(got), 500, "answered %d of 500 queries sent at once" % len(got))
+        self.assertAlive(m)
+
+    def test_default_reads_through_io_uring(self):
+        m = self.agent("--threads", "2")
+        self.assertEqual(io_uring_fds(m.proc.pid), 2, "one ring per worker thread")
+        self.assert_serves(m)
+        self.assertNotIn("io_uring", m.log())
+
+    def test_no_io_uring_reads_on_epoll(self):
+        m = self.agent("--no-io-uring")
+        self.assertEqual(io_uring_fds(m.proc.pid), 0)
+        self.assert_serves(m)
+
+    def test_seccomp_refusing_io_uring_falls_back_to_epoll(self):
+        if not os.access(NOIOURING, os.X_OK):
+            self.fail("no noiouring helper at %s (set $NOIOURING)" % NOIOURING)
+        m = self.agent(wrap=[NOIOURING])
+        self.assertEqual(io_uring_fds(m.proc.pid), 0)
+        self.assertIn("io_uring not available (Operation not permitted): listeners are read "
+                      "on epoll", m.log())
+        self.assert_serves(m)
+
+    def test_ipv6_listener_on_the_ring(self):
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("::1", 0))
+            except OSError:
+                self.skipTest("no IPv6 loopback")
+        m = self.agent(host="::1")
+        self.assertEqual(io_uring_fds(m.proc.pid), 1)
+        r = m.dnsq("www.example.test", "A")
+        self.assertEqual(answer_data(r, "A"), [zones.WWW_IP])
+        got = burst(m.port, "www.example.test", 200, host="::1", pid=m.proc.pid)
+        self.assertEqual(len(got), 200)
+
+    def test_stopped_agent_leaves_its_port_free(self):
+        # the ring holds a reference to each socket it reads: a stop that left it there
+        # would keep the address bound after the process is gone
+        for args in ([], ["--no-io-uring"]):
+            m = self.agent(*args)
+            burst(m.port, "www.example.test", 100)
+            m.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(m.proc.wait(10), 0, m.log())
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # no SO_REUSEPORT
+            try:
+                s.bind((harness.HOST, m.port))
+            finally:
+                s.close()
+            time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    harness.main()
