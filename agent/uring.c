@@ -148,7 +148,9 @@ static void take_datagram(struct wring *r, struct udp_listener *l, const struct 
 	uint8_t *buf = r->bufs + (size_t)bid * RING_BUF_LEN;
 	struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(buf, c->res, &r->tmpl);
 
-	if (!o) {
+	/* Read while the listeners close (another one's cancellation ran the ring): dropped,
+	 * as epoll would leave it unread, since forwarding is over. */
+	if (!o || r->w->stopped || l->ring_closing) {
 		give_back(r, bid);
 		return;
 	}
@@ -195,6 +197,7 @@ static void on_completion(struct wring *r, const struct io_uring_cqe *c)
 	}
 	l->ring_failed = true;
 	udp_listener_start(l);
+	r->uv_due = true; /* libuv watches the socket from its next poll on */
 }
 
 static void reap(struct wring *r)
@@ -245,6 +248,7 @@ void wring_run(struct worker *w)
 			r->uv_due = false;
 			if (!uv_run(loop, UV_RUN_NOWAIT))
 				break;
+			w->loop_touched = false; /* forwards started inside the loop: nothing to do */
 			if (!r->poll_armed) {
 				struct io_uring_sqe *sqe = get_sqe(r);
 				if (sqe) {
