@@ -99,7 +99,6 @@ void udp_listener_start(struct udp_listener *l)
 {
 	if (l->w->ring && !l->ring_failed && wring_arm(l->w->ring, l) == 0)
 		return;
-	l->on_ring = false;
 	uv_poll_init(&l->w->loop, &l->poll, l->fd);
 	l->poll.data = l;
 	uv_poll_start(&l->poll, UV_READABLE, on_udp_readable);
@@ -274,8 +273,6 @@ void udp_batch_set(struct worker *w, unsigned i, const uint8_t *pkt, size_t len,
 {
 	struct udp_batch *b = w->batch;
 
-	if (namelen > sizeof b->from[i])
-		namelen = sizeof b->from[i];
 	memcpy(&b->from[i], name, namelen);
 	b->rx[i].msg_hdr.msg_namelen = namelen;
 	b->rx[i].msg_hdr.msg_flags = flags;
@@ -363,8 +360,8 @@ void udp_listener_close(struct udp_listener *l)
 {
 	if (l->fd < 0)
 		return;
-	if (l->on_ring && l->w->ring)
-		wring_cancel(l->w->ring, l);
+	if (l->w->ring)
+		wring_cancel(l->w->ring, l); /* nothing to cancel once it went to uv_poll */
 	if (uv_is_active((uv_handle_t *)&l->poll) || l->poll.data) {
 		uv_poll_stop(&l->poll);
 		if (!uv_is_closing((uv_handle_t *)&l->poll))

@@ -86,8 +86,7 @@ int wring_new(struct worker *w)
 	}
 	/* Waiting with a timeout in the same call as the submission (5.11). */
 	if (!(p.features & IORING_FEAT_EXT_ARG)) {
-		io_uring_queue_exit(&r->ring);
-		free(r);
+		free_ring(r);
 		return -EOPNOTSUPP;
 	}
 	/* The kernel reads the buffer ring from a page of its own. */
@@ -126,7 +125,6 @@ int wring_arm(struct wring *r, struct udp_listener *l)
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = RING_BGID;
 	io_uring_sqe_set_data(sqe, l);
-	l->on_ring = true;
 	l->ring_armed = true;
 	return 0;
 }
@@ -273,10 +271,8 @@ void wring_run(struct worker *w)
 		}
 		struct io_uring_cqe *c;
 		int rc = io_uring_submit_and_wait_timeout(&r->ring, &c, 1, tsp, NULL);
-		if (rc == -ETIME)
-			r->uv_due = true;
-		else if (rc < 0 && rc != -EINTR)
-			r->uv_due = true; /* whatever it was, libuv's turn keeps the loop going */
+		if (rc < 0 && rc != -EINTR)
+			r->uv_due = true; /* a timer is due (-ETIME); on any error, libuv's turn */
 		reap(r);
 		if (w->loop_touched) {
 			w->loop_touched = false;

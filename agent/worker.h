@@ -60,10 +60,9 @@ struct udp_listener {
 	uv_poll_t poll;
 	int fd;
 	bool v6;
-	bool on_ring;      /* read through the worker's io_uring, not uv_poll */
 	bool ring_armed;   /* its multishot receive is in the ring */
 	bool ring_closing; /* being cancelled: not to be armed again */
-	bool ring_failed;  /* the ring cannot read it: uv_poll does */
+	bool ring_failed;  /* the ring cannot read it: uv_poll does (else, with a ring, it does) */
 	struct worker *w;
 };
 
@@ -158,8 +157,8 @@ void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const u
 	      size_t len);
 void udp_queue_begin(struct worker *w);
 void udp_flush(struct worker *w);
-/* Describes datagram @i of the batch (a ring buffer's bytes), then udp_serve answers the
- * first @n described. */
+/* Describes datagram @i of the batch (a ring buffer's bytes; @namelen at most a
+ * sockaddr_storage), then udp_serve answers the first @n described. */
 void udp_batch_set(struct worker *w, unsigned i, const uint8_t *pkt, size_t len, int flags,
 		   const void *name, socklen_t namelen);
 void udp_serve(struct udp_listener *l, int n);

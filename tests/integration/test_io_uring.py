@@ -24,26 +24,29 @@ NOIOURING = os.environ.get("NOIOURING") or os.path.join(harness.ROOT, "build", "
                                                         "noiouring")
 
 
-def io_uring_fds(pid):
-    """The io_uring instances process @pid holds."""
-    n = 0
+def ring_fds(pid):
+    """The descriptors of process @pid that are io_uring instances."""
+    out = []
     for fd in os.listdir("/proc/%d/fd" % pid):
         try:
             if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "anon_inode:[io_uring]":
-                n += 1
+                out.append(fd)
         except OSError:
             pass
-    return n
+    return out
+
+
+def io_uring_fds(pid):
+    """The io_uring instances process @pid holds."""
+    return len(ring_fds(pid))
 
 
 def ring_completions(pid):
     """Completions posted by the io_uring instances of @pid (fdinfo's CqTail, a counter
     that only grows)."""
     n = 0
-    for fd in os.listdir("/proc/%d/fd" % pid):
+    for fd in ring_fds(pid):
         try:
-            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) != "anon_inode:[io_uring]":
-                continue
             with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
                 for line in f:
                     if line.startswith("CqTail:"):

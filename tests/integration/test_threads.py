@@ -61,8 +61,9 @@ class TwoThreads(DnsTestCase):
     def test_queries_from_many_ports_are_spread_over_both_threads(self):
         # SO_REUSEPORT hashes the source address and port; a group that holds a
         # connected socket is searched by score instead, which hands every datagram to
-        # one socket (seen with a reply socket inside the group: 399 to 1). Each answered query wakes the thread
-        # that read it: count the wake-ups (voluntary context switches) of every thread.
+        # one socket (seen with a reply socket inside the group: 399 to 1). Each answered
+        # query wakes the thread that read it: count the wake-ups (voluntary context
+        # switches) of every thread.
         self.m.dnsq("www.example.test", "A")
 
         def switches():
