@@ -8,9 +8,12 @@
  *
  * Lifetimes: a struct fwd owns a timer and at most one attempt (UDP or TCP) at a time. An
  * attempt is closed asynchronously and frees itself in its close callback; the fwd is freed
- * when its timer and every attempt have closed (refs).
+ * when it is done and every attempt has closed (refs). Its timer is only stopped then: a
+ * freed fwd kept for reuse keeps it, so that a query costs no handle closing, which only a
+ * run of the loop completes. The timer is closed when the fwd is freed for good.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +23,7 @@
 #include "agent/config.h"
 #include "agent/log.h"
 #include "agent/upsock.h"
+#include "agent/uring.h"
 #include "agent/worker.h"
 
 #define FWD_BUCKETS     4096
@@ -61,17 +65,23 @@ struct fwd_waiter {
 	uint8_t raw[WIRE_HDR_LEN + WIRE_MAX_NAME + 4];
 };
 
-/* A UDP attempt. Its socket is watched by the worker's loop (a uv_poll handle); a socket
- * whose attempt got its answer is recycled (upsock.h): it stays watched, on the table's
- * spare list, with no attempt, so that recycling costs no epoll_ctl. */
+/* A UDP attempt. Its socket is read by a multishot receive in the worker's ring
+ * (uring.h), or watched by the worker's loop (a uv_poll handle); a socket whose attempt got
+ * its answer is recycled (upsock.h): it stays watched, on the table's spare list, with no
+ * attempt, so that recycling costs no epoll_ctl or new receive. */
 struct fwd_udp {
-	uv_poll_t poll;            /* on its worker's loop (worker_of_loop) */
+	uv_poll_t poll;            /* unless on_ring */
+	struct worker *w;
 	int fd;
 	struct fwd *f;             /* NULL while spare */
 	struct fwd_udp *next_free; /* on the spare list */
 	uint8_t fam;               /* spare list: 0 IPv4, 1 IPv6 */
 	uint8_t empty;             /* the read that found the answer found nothing after it */
-	uint8_t unwatched;         /* it reported an error: the loop stopped watching it */
+	uint8_t unwatched;         /* it reported an error: the loop or ring stopped reading it */
+	uint8_t on_ring;           /* read by the ring, not by uv_poll */
+	uint8_t ring_armed;        /* its receive is in the ring: freed only once it ended */
+	uint8_t discarded;         /* closed: freed when the receive ends */
+	uint8_t recycling;         /* answered: recycled when the ring's round ends */
 };
 
 struct fwd_tcp {
@@ -102,15 +112,15 @@ struct fwd {
 	uint8_t saw_neterr;
 	uint8_t udp_answered; /* the UDP attempt read its answer: recycle its socket */
 	uint16_t id;         /* ID of the current attempt */
-	unsigned refs;       /* the timer + open attempts */
+	unsigned refs;       /* 1 until done, + open attempts, + holds while a reply is read */
 	unsigned nwaiters;
 	uint64_t sent_us;
-	uv_timer_t timer;
 	struct fwd_udp *udp;
 	struct fwd_tcp *tcp;
 	struct fwd_waiter *waiters;
 	struct wire_query q; /* the question, q.pkt points at raw */
 	uint8_t raw[WIRE_HDR_LEN + WIRE_MAX_NAME + 4];
+	uv_timer_t timer; /* last: fwd_alloc clears what is before it */
 };
 
 struct fwd_table {
@@ -120,9 +130,11 @@ struct fwd_table {
 	bool queued;                /* upstream replies were handled in this round */
 	struct fwd_udp *spare[2];   /* recycled sockets, [0] IPv4 and [1] IPv6 */
 	unsigned nspare[2];
-	struct freelist free_fwd;
+	struct fwd_udp *recycle;    /* answered in this round of the ring, to be recycled */
+	struct freelist free_fwd;   /* each with its timer open, stopped */
 	struct freelist free_waiter;
 	struct client_count *clients[CLIENT_BUCKETS];
+	bool closing;               /* fwd_table_close: nothing more is kept for reuse */
 };
 
 /* A zeroed object of @size, from @fl when it has one. */
@@ -230,23 +242,38 @@ int fwd_table_new(struct worker *w)
 }
 
 static void udp_spare_discard(struct fwd_table *t, struct fwd_udp *u);
+static void recycle_answered(struct worker *w);
 
 static void on_table_closed(uv_handle_t *h)
 {
 	struct worker *w = h->data;
 
-	fl_clear(&w->fwd->free_fwd);
 	fl_clear(&w->fwd->free_waiter);
 	free(w->fwd);
 	w->fwd = NULL;
 }
 
+static void on_timer_freed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
 void fwd_table_close(struct worker *w)
 {
+	struct fwd_table *t = w->fwd;
+
+	t->closing = true;
+	recycle_answered(w);
 	for (int fam = 0; fam < 2; fam++)
-		while (w->fwd->spare[fam])
-			udp_spare_discard(w->fwd, w->fwd->spare[fam]);
-	uv_close((uv_handle_t *)&w->fwd->flush, on_table_closed);
+		while (t->spare[fam])
+			udp_spare_discard(t, t->spare[fam]);
+	while (t->free_fwd.head) {
+		struct fwd *f = t->free_fwd.head;
+		t->free_fwd.head = f->hnext;
+		uv_close((uv_handle_t *)&f->timer, on_timer_freed);
+	}
+	t->free_fwd.n = 0;
+	uv_close((uv_handle_t *)&t->flush, on_table_closed);
 }
 
 unsigned fwd_inflight(const struct worker *w)
@@ -294,26 +321,47 @@ static void table_remove(struct fwd_table *t, struct fwd *f)
 	stats_add(&f->w->stats.inflight, (uint64_t)-1);
 }
 
+/* Drops a hold on @f; the last one frees it: kept for reuse with its timer, or, when the
+ * table keeps enough or is closing, closed for good. */
 static void fwd_unref(struct fwd *f)
 {
+	struct fwd_table *t = f->w->fwd;
+
 	if (--f->refs > 0)
 		return;
-	if (f->w->fwd)
-		fl_give(&f->w->fwd->free_fwd, f);
-	else
-		free(f); /* closed after the table, when the worker stops */
+	if (FWD_FREELISTS && t && !t->closing && t->free_fwd.n < FWD_FREE_MAX) {
+		f->hnext = t->free_fwd.head;
+		t->free_fwd.head = f;
+		t->free_fwd.n++;
+		return;
+	}
+	uv_close((uv_handle_t *)&f->timer, on_timer_freed);
 }
 
-static void on_timer_closed(uv_handle_t *h)
+/* A zeroed fwd with its timer open, from the table's reuse list when it has one. */
+static struct fwd *fwd_alloc(struct worker *w)
 {
-	fwd_unref(h->data);
+	struct fwd_table *t = w->fwd;
+	struct fwd *f = t->free_fwd.head;
+
+	if (f) {
+		t->free_fwd.head = f->hnext;
+		t->free_fwd.n--;
+		memset(f, 0, offsetof(struct fwd, timer));
+		return f;
+	}
+	if (!(f = calloc(1, sizeof *f)))
+		return NULL;
+	uv_timer_init(&w->loop, &f->timer);
+	f->timer.data = f;
+	return f;
 }
 
 /* ---- attempts ---------------------------------------------------------------------------- */
 
-static void on_udp_sock_closed(uv_handle_t *h)
+/* Frees @u and drops the hold on its query if it has one. */
+static void udp_sock_free(struct fwd_udp *u)
 {
-	struct fwd_udp *u = h->data;
 	struct fwd *f = u->f;
 
 	free(u);
@@ -321,10 +369,27 @@ static void on_udp_sock_closed(uv_handle_t *h)
 		fwd_unref(f);
 }
 
+static void on_udp_sock_closed(uv_handle_t *h)
+{
+	udp_sock_free(h->data);
+}
+
 /* Closes attempt @u's socket and frees @u, with the hold on its query if it has one, once
- * the loop has let go of its handle. */
+ * the loop or the ring has let go of it. */
 static void udp_sock_discard(struct fwd_udp *u)
 {
+	if (u->on_ring) {
+		/* The receive holds the socket open until it ends; what it still reports is
+		 * dropped, and its end frees @u (fwd_ring_ended). */
+		close(u->fd);
+		u->fd = -1;
+		u->discarded = 1;
+		if (!u->ring_armed)
+			udp_sock_free(u);
+		else if (wring_unwatch(u->w->ring, u) < 0)
+			log_warn("forward", "cannot cancel an upstream receive");
+		return;
+	}
 	/* uv_close takes the descriptor out of the loop's epoll set (and out of the round of
 	 * events being handled); only then may it be closed */
 	uv_close((uv_handle_t *)&u->poll, on_udp_sock_closed);
@@ -352,6 +417,18 @@ static void udp_attempt_recycle(struct fwd *f)
 
 	if (!u)
 		return;
+	if (u->on_ring) {
+		/* Later in this round the ring may still report what it read with the answer:
+		 * those are dropped, and the socket is emptied and recycled once the round is
+		 * over (recycle_answered). */
+		f->udp = NULL;
+		u->f = NULL;
+		u->recycling = 1;
+		u->next_free = t->recycle;
+		t->recycle = u;
+		fwd_unref(f);
+		return;
+	}
 	if (u->unwatched || t->nspare[u->fam] >= FWD_SPARE_SOCKS ||
 	    upsock_recycle(u->fd, u->empty) < 0) {
 		udp_attempt_close(f);
@@ -378,6 +455,30 @@ static void udp_spare_discard(struct fwd_table *t, struct fwd_udp *u)
 			udp_sock_discard(u);
 			return;
 		}
+}
+
+/* At the end of a round of the ring: recycles the sockets answered in it. One that the ring
+ * read more from after its answer (a duplicate, a forgery, garbage), or whose receive
+ * ended for want of buffers, may hold more and is emptied; one that reported an error is
+ * closed. */
+static void recycle_answered(struct worker *w)
+{
+	struct fwd_table *t = w->fwd;
+	struct fwd_udp *u;
+
+	while ((u = t->recycle)) {
+		t->recycle = u->next_free;
+		u->recycling = 0;
+		u->next_free = NULL;
+		if (u->unwatched || t->closing || t->nspare[u->fam] >= FWD_SPARE_SOCKS ||
+		    upsock_recycle(u->fd, u->empty) < 0) {
+			udp_sock_discard(u);
+			continue;
+		}
+		u->next_free = t->spare[u->fam];
+		t->spare[u->fam] = u;
+		t->nspare[u->fam]++;
+	}
 }
 
 static void on_tcp_closed(uv_handle_t *h)
@@ -477,15 +578,21 @@ static void udp_attempt_start(struct fwd *f)
 			close(fd);
 			goto neterr;
 		}
-		if (uv_poll_init(&w->loop, &u->poll, fd) < 0) {
+		u->w = w;
+		u->fd = fd;
+		u->fam = (uint8_t)fam;
+		if (w->ring && wring_reads_upstream(w->ring) && wring_watch(w->ring, fd, u) == 0) {
+			u->on_ring = 1;
+			u->ring_armed = 1;
+		} else if (uv_poll_init(&w->loop, &u->poll, fd) < 0) {
 			close(fd);
 			free(u);
 			goto neterr;
+		} else {
+			u->poll.data = u;
+			uv_poll_start(&u->poll, UV_READABLE, on_upstream_ready);
+			worker_loop_changed(w);
 		}
-		u->fd = fd;
-		u->fam = (uint8_t)fam;
-		u->poll.data = u;
-		uv_poll_start(&u->poll, UV_READABLE, on_upstream_ready);
 		if (upsock_send(fd, srv, query, qlen) < 0) {
 			udp_sock_discard(u);
 			goto neterr;
@@ -528,6 +635,34 @@ static int check_reply(struct fwd *f, const uint8_t *pkt, size_t len, struct wir
 		stats_inc(&st->upstream_dropped[STATS_UPDROP_OVERSIZE]);
 		r->tc = 1;
 	}
+	return 1;
+}
+
+/* Checks the head of a UDP reply longer than the ring's buffer, so longer than the payload
+ * we advertise: when it is the answer, as far as its header and question tell, it counts
+ * as truncated, as check_reply counts an oversized one. Returns 1 then, with @r filled for
+ * handle_reply, else 0. */
+static int check_cut_reply(struct fwd *f, const uint8_t *pkt, size_t len, struct wire_reply *r)
+{
+	struct stats *st = &f->w->stats;
+
+	if (len < WIRE_HDR_LEN || !(pkt[2] & WIRE_QR) || wire_get16(pkt + 4) != 1) {
+		stats_inc(&st->upstream_dropped[STATS_UPDROP_MALFORMED]);
+		return 0;
+	}
+	if (wire_get16(pkt) != f->id) {
+		stats_inc(&st->upstream_dropped[STATS_UPDROP_ID]);
+		return 0;
+	}
+	if (!wire_reply_question_matches(pkt, len, &f->q)) {
+		stats_inc(&st->upstream_dropped[STATS_UPDROP_QUESTION]);
+		return 0;
+	}
+	stats_inc(&st->upstream_dropped[STATS_UPDROP_OVERSIZE]);
+	memset(r, 0, offsetof(struct wire_reply, ttl_off));
+	r->id = f->id;
+	r->rcode = pkt[3] & WIRE_RCODE_MASK;
+	r->tc = 1;
 	return 1;
 }
 
@@ -607,6 +742,19 @@ static void udp_attempt_read(struct fwd_udp *u)
 		neterr(f);
 }
 
+/* Begins a round of upstream replies: their answers are queued, and sent by
+ * fwd_round_end, one sendmmsg per listener. */
+static void round_begin(struct worker *w)
+{
+	struct fwd_table *t = w->fwd;
+
+	if (t->queued)
+		return;
+	t->queued = true;
+	w->batch_us = worker_now_us();
+	udp_queue_begin(w);
+}
+
 /* An upstream socket is readable, or (status < 0) reported an error, after which the loop
  * no longer watches it. Answers to clients are queued and sent when the round of I/O ends
  * (on_round_done), one sendmmsg per listener. */
@@ -625,24 +773,87 @@ static void on_upstream_ready(uv_poll_t *h, int status, int events)
 			udp_spare_discard(t, u);
 		return;
 	}
-	if (!t->queued) {
-		t->queued = true;
-		w->batch_us = worker_now_us();
-		udp_queue_begin(w);
-	}
+	round_begin(w);
 	u->unwatched = status < 0; /* then it is not recycled, whatever the read finds */
+	struct fwd *f = u->f;
+	f->refs++; /* read after the query it answers is done */
 	udp_attempt_read(u);
+	fwd_unref(f);
+}
+
+void fwd_round_end(struct worker *w)
+{
+	struct fwd_table *t = w->fwd;
+
+	if (!t)
+		return;
+	recycle_answered(w);
+	if (!t->queued)
+		return;
+	t->queued = false;
+	w->batch_us = 0;
+	udp_flush(w);
 }
 
 static void on_round_done(uv_check_t *h)
 {
-	struct worker *w = h->data;
+	fwd_round_end(h->data);
+}
 
-	if (!w->fwd->queued)
+void fwd_ring_datagram(struct worker *w, void *owner, const uint8_t *pkt, size_t len,
+		       bool trunc, const struct sockaddr_storage *from)
+{
+	struct fwd_udp *u = owner;
+	struct fwd *f = u->f;
+
+	/* Dropped: what reaches a closed socket or a spare (as upsock_drain would), and what
+	 * the ring read after the answer, before the socket lost its port: it was meant for
+	 * the query before, and it may not be all, so the socket is emptied when recycled. */
+	if (u->recycling)
+		u->empty = 0;
+	if (u->discarded || !f || !w->fwd)
 		return;
-	w->fwd->queued = false;
-	w->batch_us = 0;
-	udp_flush(w);
+	worker_timers_touch(w);
+	round_begin(w);
+	if (!config_addr_equal(from, current_server(f))) {
+		/* not connected: the kernel delivers what anyone sends */
+		stats_inc(&w->stats.upstream_dropped[STATS_UPDROP_SOURCE]);
+		return;
+	}
+	f->refs++;
+	if (trunc ? check_cut_reply(f, pkt, len, w->reply) : check_reply(f, pkt, len, w->reply, true)) {
+		u->empty = 1; /* the receive reads the socket dry, unless more follows */
+		handle_reply(f, pkt, w->reply, true);
+	}
+	fwd_unref(f);
+}
+
+void fwd_ring_ended(struct worker *w, void *owner, int res)
+{
+	struct fwd_udp *u = owner;
+
+	worker_timers_touch(w); /* what follows may close handles or start timers */
+	u->ring_armed = 0;
+	if (u->discarded) {
+		udp_sock_free(u);
+		return;
+	}
+	/* All buffers were in use (they are back before the next submission), or the kernel
+	 * ended the receive: read on; what it left is still queued. */
+	if ((res >= 0 || res == -ENOBUFS) && wring_watch(w->ring, u->fd, u) == 0) {
+		u->ring_armed = 1;
+		u->empty = 0;
+		return;
+	}
+	/* An error (ECONNREFUSED: an ICMP message reached the socket): it is not recycled;
+	 * its attempt, if any, fails at once, as on epoll (udp_attempt_read). */
+	u->unwatched = 1;
+	if (u->recycling)
+		return; /* closed when the round ends */
+	if (!u->f)
+		udp_spare_discard(w->fwd, u);
+	else if (u->f->udp == u)
+		neterr(u->f);
 }
 
 static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
@@ -735,6 +946,7 @@ static void tcp_attempt_start(struct fwd *f)
 	t->outlen = 2 + build_query(f, t->out + 2);
 	wire_put16(t->out, (uint16_t)(t->outlen - 2));
 	uv_tcp_init(&w->loop, &t->tcp);
+	worker_loop_changed(w);
 	t->tcp.data = t;
 	t->connect.data = t;
 	f->tcp = t;
@@ -756,9 +968,10 @@ static void answer_waiter(struct fwd *f, struct fwd_waiter *wt, const uint8_t *m
 
 	serve_count_response(&w->stats, f->zone, msg[3] & WIRE_RCODE_MASK);
 	stats_observe(&w->stats, f->zone, f->qtype, us);
-	if (wt->tcp)
+	if (wt->tcp) {
 		tcp_conn_answer(wt->tcp, msg, len);
-	else
+		worker_loop_changed(w);
+	} else
 		udp_send(wt->udp, &wt->from, msg, len);
 }
 
@@ -784,7 +997,7 @@ static void fwd_close(struct fwd *f)
 	udp_attempt_close(f);
 	tcp_attempt_close(f);
 	uv_timer_stop(&f->timer);
-	uv_close((uv_handle_t *)&f->timer, on_timer_closed);
+	fwd_unref(f);
 }
 
 static void fwd_finish(struct fwd *f, const uint8_t *pkt, const struct wire_reply *r)
@@ -910,7 +1123,7 @@ static struct fwd *fwd_new(struct worker *w, const struct wire_query *q,
 			   const struct serve_result *res)
 {
 	struct fwd_table *t = w->fwd;
-	struct fwd *f = fl_take(&t->free_fwd, sizeof *f);
+	struct fwd *f = fwd_alloc(w);
 
 	if (!f)
 		return NULL;
@@ -920,9 +1133,7 @@ static struct fwd *fwd_new(struct worker *w, const struct wire_query *q,
 	f->zone = res->zone;
 	f->qtype = res->qtype;
 	copy_query(&f->q, f->raw, q);
-	uv_timer_init(&w->loop, &f->timer);
-	f->timer.data = f;
-	f->refs = 1;
+	f->refs = 1; /* until it is done (fwd_close) */
 	f->hnext = t->bucket[f->key & (FWD_BUCKETS - 1)];
 	t->bucket[f->key & (FWD_BUCKETS - 1)] = f;
 	f->in_table = 1;

@@ -184,17 +184,6 @@ void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const u
 		stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
 }
 
-/* Before a forward starts timers and sockets from outside libuv's loop (a batch the ring
- * read): its clock must be now, and the loop must run once the batch is done, to watch new
- * sockets and to wake for the new timers. */
-static inline void loop_touch(struct worker *w)
-{
-	if (w->ring && !w->loop_touched) {
-		uv_update_time(&w->loop);
-		w->loop_touched = true;
-	}
-}
-
 /* Answers the @n datagrams the batch describes (pkt, rx[].msg_len, .msg_flags, from and
  * .msg_namelen), read from @l's socket. */
 void udp_serve(struct udp_listener *l, int n)
@@ -250,11 +239,11 @@ reply:
 			b->qtype[m] = res.qtype;
 			m++;
 			if (res.prefetch) {
-				loop_touch(w);
+				worker_timers_touch(w);
 				fwd_prefetch(w, &q, &res);
 			}
 		} else if (res.verdict == SERVE_FORWARD) {
-			loop_touch(w);
+			worker_timers_touch(w);
 			fwd_start(w, &q, &res, l, &b->from[i], NULL);
 		}
 	}

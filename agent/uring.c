@@ -18,9 +18,12 @@
 #define RING_BUF_LEN                                                                         \
 	((unsigned)(sizeof(struct io_uring_recvmsg_out) + RING_NAME_LEN + UDP_RX_SLOT))
 
-/* A completion's user_data: a listener's address (its receive), or one of these. */
-#define UD_POLL   1u /* libuv's backend descriptor is readable */
-#define UD_IGNORE 2u /* a cancellation's own completion */
+/* A completion's user_data: a listener's address (its receive), an upstream socket's owner
+ * with UD_UPSTREAM set (the owners are aligned, bit 0 is free), or one of the others. */
+#define UD_UPSTREAM 1u
+#define UD_POLL     2u /* libuv's backend descriptor is readable */
+#define UD_IGNORE   4u /* a cancellation's own completion */
+#define WATCH_DRAIN_TRIES 20 /* 100 ms waits for the last upstream receives to end, at exit */
 
 struct wring {
 	struct io_uring ring;
@@ -30,6 +33,8 @@ struct wring {
 	struct worker *w;
 	bool uv_due;     /* libuv has work: run it before sleeping */
 	bool poll_armed; /* the backend descriptor is watched */
+	bool deferred;   /* IORING_SETUP_DEFER_TASKRUN: completions come only when asked for */
+	unsigned nwatch; /* upstream receives in the ring */
 	/* Datagrams read, not yet answered: all from one listener, with their buffers. */
 	struct udp_listener *pl;
 	unsigned np;
@@ -76,6 +81,7 @@ int wring_new(struct worker *w)
 	memset(&p, 0, sizeof p);
 	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
 	rc = io_uring_queue_init_params(RING_SQ, &r->ring, &p);
+	r->deferred = rc == 0;
 	if (rc == -EINVAL) {
 		memset(&p, 0, sizeof p);
 		rc = io_uring_queue_init_params(RING_SQ, &r->ring, &p);
@@ -129,6 +135,62 @@ int wring_arm(struct wring *r, struct udp_listener *l)
 	return 0;
 }
 
+bool wring_reads_upstream(const struct wring *r)
+{
+	return r->deferred;
+}
+
+int wring_watch(struct wring *r, int fd, void *owner)
+{
+	struct io_uring_sqe *sqe = get_sqe(r);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_recvmsg_multishot(sqe, fd, &r->tmpl, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = RING_BGID;
+	io_uring_sqe_set_data64(sqe, (uintptr_t)owner | UD_UPSTREAM);
+	r->nwatch++;
+	return 0;
+}
+
+int wring_unwatch(struct wring *r, void *owner)
+{
+	struct io_uring_sqe *sqe = get_sqe(r);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_cancel64(sqe, (uintptr_t)owner | UD_UPSTREAM, 0);
+	io_uring_sqe_set_data64(sqe, UD_IGNORE);
+	return 0;
+}
+
+/* A completion of an upstream socket's receive. */
+static void on_upstream(struct wring *r, const struct io_uring_cqe *c)
+{
+	void *owner = (void *)(uintptr_t)(c->user_data & ~(uint64_t)UD_UPSTREAM);
+
+	if (c->flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = c->flags >> IORING_CQE_BUFFER_SHIFT;
+		uint8_t *buf = r->bufs + (size_t)bid * RING_BUF_LEN;
+		struct io_uring_recvmsg_out *o =
+			c->res >= 0 ? io_uring_recvmsg_validate(buf, c->res, &r->tmpl) : NULL;
+		if (o && o->namelen <= RING_NAME_LEN) {
+			struct sockaddr_storage from;
+			memset(&from, 0, sizeof from);
+			memcpy(&from, io_uring_recvmsg_name(o), o->namelen);
+			fwd_ring_datagram(r->w, owner, io_uring_recvmsg_payload(o, &r->tmpl),
+					  io_uring_recvmsg_payload_length(o, c->res, &r->tmpl),
+					  (o->flags & MSG_TRUNC) != 0, &from);
+		}
+		give_back(r, bid);
+	}
+	if (c->flags & IORING_CQE_F_MORE)
+		return;
+	r->nwatch--;
+	fwd_ring_ended(r->w, owner, c->res);
+}
+
 /* Answers the datagrams held, then gives their buffers back. */
 static void serve_pending(struct wring *r)
 {
@@ -171,6 +233,10 @@ static void on_completion(struct wring *r, const struct io_uring_cqe *c)
 	}
 	if (c->user_data == UD_IGNORE)
 		return;
+	if (c->user_data & UD_UPSTREAM) {
+		on_upstream(r, c);
+		return;
+	}
 
 	struct udp_listener *l = io_uring_cqe_get_data(c);
 	if (c->flags & IORING_CQE_F_BUFFER) {
@@ -198,18 +264,35 @@ static void on_completion(struct wring *r, const struct io_uring_cqe *c)
 	r->uv_due = true; /* libuv watches the socket from its next poll on */
 }
 
+/* Handles one round: the completions posted when it begins (those that a submission posts
+ * meanwhile, when the queue is full, wait for the next). Then the answers it queued are
+ * sent and the upstream sockets it answered are recycled (forward.c). */
 static void reap(struct wring *r)
 {
-	struct io_uring_cqe *c;
-	unsigned head, n = 0;
+	struct io_uring *ring = &r->ring;
+	unsigned head = *ring->cq.khead, tail = io_uring_smp_load_acquire(ring->cq.ktail);
 
-	io_uring_for_each_cqe(&r->ring, head, c)
-	{
-		on_completion(r, c);
-		n++;
-	}
-	io_uring_cq_advance(&r->ring, n);
+	for (unsigned i = head; i != tail; i++)
+		on_completion(r, &ring->cq.cqes[io_uring_cqe_index(ring, i, ring->cq.ring_mask)]);
+	io_uring_cq_advance(ring, tail - head);
 	serve_pending(r);
+	fwd_round_end(r->w);
+}
+
+/* At exit: waits for the receives of the upstream sockets closed last to end, so that their
+ * owners are freed. */
+static void drain_watches(struct wring *r)
+{
+	for (int tries = 0; r->nwatch > 0 && tries < WATCH_DRAIN_TRIES; tries++) {
+		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 100000000 };
+		struct io_uring_cqe *c;
+		int rc = io_uring_submit_and_wait_timeout(&r->ring, &c, 1, &ts, NULL);
+		if (rc < 0 && rc != -EINTR && rc != -ETIME)
+			break;
+		reap(r);
+	}
+	if (r->nwatch > 0)
+		log_warn("forward", "%u upstream sockets still read by io_uring at exit", r->nwatch);
 }
 
 void wring_cancel(struct wring *r, struct udp_listener *l)
@@ -244,9 +327,15 @@ void wring_run(struct worker *w)
 	for (;;) {
 		if (r->uv_due) {
 			r->uv_due = false;
+			w->loop_touched = false;
 			if (!uv_run(loop, UV_RUN_NOWAIT))
 				break;
-			w->loop_touched = false; /* forwards started inside the loop: nothing to do */
+			w->timers_touched = false; /* the run took its deadlines into account */
+			if (w->loop_touched) {
+				/* libuv adds watchers started in a run to epoll at its next poll */
+				r->uv_due = true;
+				continue;
+			}
 			if (!r->poll_armed) {
 				struct io_uring_sqe *sqe = get_sqe(r);
 				if (sqe) {
@@ -276,9 +365,25 @@ void wring_run(struct worker *w)
 		reap(r);
 		if (w->loop_touched) {
 			w->loop_touched = false;
+			w->timers_touched = false;
 			r->uv_due = true;
+		} else if (w->timers_touched && !r->uv_due) {
+			/* New timers only: the loop's clock is now (worker_timers_touch), its next
+			 * deadline is enough, with no epoll_wait. 0 also means handles are
+			 * closing. */
+			w->timers_touched = false;
+			int t = uv_backend_timeout(loop);
+			if (t == 0)
+				r->uv_due = true;
+			else
+				deadline = t < 0 ? UINT64_MAX
+					       : worker_now_us() + (uint64_t)t * 1000u;
 		}
 	}
+	/* The loop has nothing left; the upstream sockets closed last are freed when their
+	 * receives end, and so are the timers of the queries they held. */
+	drain_watches(r);
+	uv_run(loop, UV_RUN_DEFAULT);
 	w->ring = NULL;
 	free_ring(r);
 }

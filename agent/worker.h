@@ -86,7 +86,8 @@ struct worker {
 	size_t ntcp;
 	struct fwd_table *fwd;
 	struct wring *ring; /* NULL: the UDP listeners are read on libuv readiness */
-	bool loop_touched;  /* the ring's batch used libuv: run its loop next */
+	bool loop_touched;  /* the ring's batch started libuv watchers: run its loop next */
+	bool timers_touched; /* it started libuv timers: take the loop's next deadline */
 	struct udp_batch *batch;
 	uint8_t *scratch;   /* WIRE_MAX_MSG + 2: building replies */
 	uint8_t *rxbuf;     /* WIRE_MAX_MSG: upstream UDP replies */
@@ -197,5 +198,30 @@ void fwd_prefetch(struct worker *w, const struct wire_query *q, const struct ser
 void fwd_abort_all(struct worker *w);
 /* Number of upstream queries in flight. */
 unsigned fwd_inflight(const struct worker *w);
+/* The ring's side of upstream sockets it reads (uring.h): datagram @pkt (@len bytes, cut
+ * when @trunc) from @from reached the socket of @owner; the receive of @owner ended with
+ * @res. After a round of completions, fwd_round_end sends the answers they queued. */
+void fwd_ring_datagram(struct worker *w, void *owner, const uint8_t *pkt, size_t len,
+		       bool trunc, const struct sockaddr_storage *from);
+void fwd_ring_ended(struct worker *w, void *owner, int res);
+void fwd_round_end(struct worker *w);
+
+/* Before forwarding code starts timers from outside libuv's run (a ring batch): the loop's
+ * clock must be now, and the ring must wake for the new timers. */
+static inline void worker_timers_touch(struct worker *w)
+{
+	if (w->ring && !w->timers_touched) {
+		uv_update_time(&w->loop);
+		w->timers_touched = true;
+	}
+}
+
+/* From outside libuv's run (a ring batch), something started a watcher (a socket on
+ * uv_poll, a TCP connection or write): the loop must run before the thread sleeps. */
+static inline void worker_loop_changed(struct worker *w)
+{
+	if (w->ring)
+		w->loop_touched = true;
+}
 
 #endif

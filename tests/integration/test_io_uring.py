@@ -1,11 +1,11 @@
-"""How UDP listeners are read: io_uring where the kernel allows it, epoll where it does not.
+"""How UDP sockets are read: io_uring where the kernel allows it, epoll where it does not.
 
-By default each worker reads its UDP sockets through an io_uring (multishot receives into a
-ring of 64 buffers) and sleeps in io_uring_enter. Under a seccomp profile that refuses
-io_uring (Docker's and containerd's defaults do; tools/noiouring.c applies one) or with
---no-io-uring, the same sockets are read on epoll. Either way a client sees the same
-answers, bursts larger than the ring are answered in full, and a stopped agent leaves its
-port free at once.
+By default each worker reads its UDP listeners and its upstream sockets through an io_uring
+(multishot receives into a ring of 64 buffers) and sleeps in io_uring_enter. Under a seccomp
+profile that refuses io_uring (Docker's and containerd's defaults do; tools/noiouring.c
+applies one) or with --no-io-uring, the same sockets are read on epoll. Either way a client
+sees the same answers, bursts larger than the ring are answered in full, upstream queries
+time out and fail over as before, and a stopped agent leaves its port free at once.
 """
 
 import os
@@ -15,9 +15,11 @@ import time
 
 import dns.flags
 import dns.message
+import dns.rcode
 
 import harness
 import zones
+from fakeupstream import default_handler
 from harness import DnsTestCase, answer_data
 
 NOIOURING = os.environ.get("NOIOURING") or os.path.join(harness.ROOT, "build", "tests",
@@ -54,6 +56,29 @@ def ring_completions(pid):
         except OSError:
             pass
     return n
+
+
+IORING_OP_RECVMSG = 10
+
+
+def ring_receives(pid):
+    """Receives armed in the io_uring instances of @pid (fdinfo's PollList: a multishot
+    recvmsg waiting for its socket shows there as op=10)."""
+    n = 0
+    for fd in ring_fds(pid):
+        try:
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                n += sum(1 for line in f if line.strip().startswith(
+                    "op=%d," % IORING_OP_RECVMSG))
+        except OSError:
+            pass
+    return n
+
+
+def hole_or_answer(q):
+    """Upstream handler: names beginning with "hole" are never answered."""
+    if q.msg is not None and not (q.qname or "").lower().startswith("hole"):
+        default_handler(q)
 
 
 def miss_times(port, count, tcp=False):
@@ -165,6 +190,57 @@ class ReadPaths(DnsTestCase):
         tcp = miss_times(m.port, 10, tcp=True)
         self.assertLess(udp[5], 0.03, "median UDP miss %.3f s: %s" % (udp[5], udp))
         self.assertLess(tcp[5], 0.03, "median TCP miss %.3f s: %s" % (tcp[5], tcp))
+
+    def test_upstream_sockets_are_read_by_the_ring(self):
+        # Ten new names at once need several upstream sockets; each is read by a receive
+        # in the ring, and stays armed once recycled for the next query (on a new port).
+        # Only rings that complete on request (DEFER_TASKRUN, 6.1) read upstream sockets.
+        if tuple(int(x) for x in os.uname().release.split(".")[:2]) < (6, 1):
+            self.skipTest("kernel before 6.1: upstream sockets stay on epoll")
+        m = self.agent()
+        self.assertEqual(ring_receives(m.proc.pid), 1, "the listener's receive")
+        miss_burst(m.port, 10)
+        armed = ring_receives(m.proc.pid)
+        self.assertGreaterEqual(armed, 3, "the listener's and those of upstream sockets")
+        self.assertEqual(answer_data(m.dnsq("www.example.test", "A"), "A"), [zones.WWW_IP])
+        self.assertRcode(m.dnsq("nx.example.test", "A"), "NXDOMAIN")
+        self.assertEqual(ring_receives(m.proc.pid), armed, "recycled sockets are reused")
+        m.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(m.proc.wait(10), 0, m.log())
+
+    def test_timeouts_and_stop_with_queries_in_flight(self):
+        # Queries of the past are kept for reuse with their timers, and timers started from
+        # a ring batch take the loop's clock first: after 300 answered misses, a query to a
+        # black hole still gets SERVFAIL when its 0.3 s timeout ends (the only server), not
+        # sooner nor at some later wake-up. A stop while queries are in flight answers them
+        # as they time out and exits cleanly (under AddressSanitizer, a leaked socket or
+        # query fails the exit status).
+        self.up.handler = hole_or_answer
+        for args in ([], ["--no-io-uring"]):
+            m = self.agent("--upstream-timeout", "300", *args)
+            miss_times(m.port, 300)  # raises on a query left unanswered
+            t0 = time.monotonic()
+            r = harness.query(m.port, "hole1.example.test", "A", timeout=5)
+            waited = time.monotonic() - t0
+            self.assertIsNotNone(r, "no answer after the upstream timeout")
+            self.assertEqual(r.rcode(), dns.rcode.SERVFAIL, r.to_text())
+            self.assertTrue(0.29 <= waited < 1.0, "SERVFAIL after %.3f s" % waited)
+            socks = []
+            for i in range(5):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.settimeout(5)
+                socks.append(s)
+                s.sendto(harness.make_query("hole%d.example.test" % (i + 2), "A").to_wire(),
+                         (harness.HOST, m.port))
+            time.sleep(0.1)
+            m.proc.send_signal(signal.SIGTERM)
+            for s in socks:
+                with s:
+                    r = dns.message.from_wire(s.recv(65535))
+                self.assertEqual(r.rcode(), dns.rcode.SERVFAIL, r.to_text())
+            self.assertEqual(m.proc.wait(10), 0, m.log())
+            self.assertNotIn("still read", m.log())
+            self.assertNotIn("left open", m.log())
 
     def test_no_io_uring_reads_on_epoll(self):
         m = self.agent("--no-io-uring")

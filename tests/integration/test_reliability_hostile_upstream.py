@@ -2,8 +2,9 @@
 
 B7: for each outstanding query the fake upstream first sends, on the query's own socket, a
 malformed packet, a reply to another question, a reply with another ID, a forgery from
-another source port, and (in one variant) a well-formed matching reply over 1232 bytes that
-the agent must take as truncation and retry over TCP; then the valid answer. The client
+another source port, and (in two variants) a well-formed matching reply over 1232 bytes that
+the agent must take as truncation and retry over TCP (one also over 2,048 bytes, longer
+than the buffers io_uring reads upstream replies into); then the valid answer. The client
 always gets the valid answer. An upstream that sends garbage forever costs one SERVFAIL
 within the timeouts, and other names keep being answered.
 
@@ -51,17 +52,17 @@ def forged(q, qname=None, qid=None, ip=EVIL, count=1):
     return resp
 
 
-def oversized(q):
-    """Well formed, right ID and question, the valid address among 120 others: over 1232
+def oversized(q, count):
+    """Well formed, right ID and question, the valid address among @count others: over 1232
     bytes, so it may only be read as truncated."""
-    resp = forged(q, count=120)
+    resp = forged(q, count=count)
     resp.answer[0].add(dns.rdata.from_text(1, 1, valid_ip(q.qname)))
     wire = resp.to_wire(max_size=65535)
     assert len(wire) > 1232, len(wire)
     return wire
 
 
-def hostile_then_valid(with_oversize):
+def hostile_then_valid(oversize):
     def handler(q):
         if q.msg is None:
             return
@@ -70,8 +71,8 @@ def hostile_then_valid(with_oversize):
             q.send(forged(q, qname="evil.example.test."))
             q.send(forged(q, qid=(q.id + 1) & 0xffff))
             q.send_from_other_port(forged(q))
-            if with_oversize:
-                q.send(oversized(q))
+            if oversize:
+                q.send(oversized(q, oversize))
             q.send_later(q.answer(), 0.05)
         else:
             q.send(q.answer())
@@ -80,8 +81,8 @@ def hostile_then_valid(with_oversize):
 
 class HostileReplies(DnsTestCase):
 
-    def check(self, with_oversize):
-        up = self.start_fake({"example.test.": ZONE}, handler=hostile_then_valid(with_oversize))
+    def check(self, oversize):
+        up = self.start_fake({"example.test.": ZONE}, handler=hostile_then_valid(oversize))
         m = self.start_meshdns("--upstream", "127.0.0.1:%d" % up.port,
                                "--upstream-timeout", "2000")
         names = ["h%d.example.test" % i for i in range(N)]
@@ -93,15 +94,20 @@ class HostileReplies(DnsTestCase):
             r = harness.query(m.port, name, "A")
             self.assertEqual(harness.rrs(r), {(name + ".", "A"): [valid_ip(name)]}, r.to_text())
         self.assertEqual(up.count(proto="udp"), N, "one UDP query per name")
-        self.assertEqual(up.count(proto="tcp"), N if with_oversize else 0,
+        self.assertEqual(up.count(proto="tcp"), N if oversize else 0,
                          "an oversized UDP reply leads to a TCP retry")
         self.assertAlive(m)
 
     def test_b7_malformed_wrong_question_wrong_id_forged_port_then_valid(self):
-        self.check(False)
+        self.check(0)
 
     def test_b7_oversized_udp_reply_is_truncation_and_tcp_gives_the_valid(self):
-        self.check(True)
+        self.check(120)  # about 1,960 bytes
+
+    def test_b7_udp_reply_over_2048_bytes_is_truncation_too(self):
+        # longer than a ring buffer: io_uring reads only its head, which must still be
+        # recognised as the answer, cut, and lead to TCP
+        self.check(250)  # about 4,000 bytes
 
     def test_b7_garbage_forever_servfail_in_time_and_others_served(self):
         stop = threading.Event()
