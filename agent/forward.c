@@ -81,7 +81,7 @@ struct fwd_udp {
 	uint8_t on_ring;           /* read by the ring, not by uv_poll */
 	uint8_t ring_armed;        /* its receive is in the ring: freed only once it ended */
 	uint8_t discarded;         /* closed: freed when the receive ends */
-	uint8_t recycling;         /* answered: recycled when the ring's round ends */
+	uint8_t recycling;         /* answered: on the recycle or quarantine list */
 };
 
 struct fwd_tcp {
@@ -131,6 +131,7 @@ struct fwd_table {
 	struct fwd_udp *spare[2];   /* recycled sockets, [0] IPv4 and [1] IPv6 */
 	unsigned nspare[2];
 	struct fwd_udp *recycle;    /* answered in this round of the ring, to be recycled */
+	struct fwd_udp *quarantine; /* recycled in the round before, to be spares */
 	struct freelist free_fwd;   /* each with its timer open, stopped */
 	struct freelist free_waiter;
 	struct client_count *clients[CLIENT_BUCKETS];
@@ -379,15 +380,16 @@ static void on_udp_sock_closed(uv_handle_t *h)
 static void udp_sock_discard(struct fwd_udp *u)
 {
 	if (u->on_ring) {
-		/* The receive holds the socket open until it ends; what it still reports is
-		 * dropped, and its end frees @u (fwd_ring_ended). */
-		close(u->fd);
-		u->fd = -1;
+		/* What the receive still reports is dropped. The descriptor stays open until
+		 * the receive has ended: a request still waiting in the submission queue names
+		 * it by number, which a new socket could take. */
 		u->discarded = 1;
-		if (!u->ring_armed)
+		if (!u->ring_armed) {
+			close(u->fd);
 			udp_sock_free(u);
-		else if (wring_unwatch(u->w->ring, u) < 0)
+		} else if (wring_unwatch(u->w->ring, u) < 0) {
 			log_warn("forward", "cannot cancel an upstream receive");
+		}
 		return;
 	}
 	/* uv_close takes the descriptor out of the loop's epoll set (and out of the round of
@@ -418,8 +420,8 @@ static void udp_attempt_recycle(struct fwd *f)
 	if (!u)
 		return;
 	if (u->on_ring) {
-		/* Later in this round the ring may still report what it read with the answer:
-		 * those are dropped, and the socket is emptied and recycled once the round is
+		/* The ring may still report what it read with the answer, or before the socket
+		 * loses its port: that is dropped, and the socket is recycled once the round is
 		 * over (recycle_answered). */
 		f->udp = NULL;
 		u->f = NULL;
@@ -457,27 +459,40 @@ static void udp_spare_discard(struct fwd_table *t, struct fwd_udp *u)
 		}
 }
 
-/* At the end of a round of the ring: recycles the sockets answered in it. One that the ring
- * read more from after its answer (a duplicate, a forgery, garbage), or whose receive
- * ended for want of buffers, may hold more and is emptied; one that reported an error is
+/* At the end of a round of the ring. The sockets answered in it lose their port now, and
+ * wait one more round: what reached the old port before is read by the ring in that round
+ * and dropped. Then they become spares, emptied first if the ring read anything after
+ * their answer (a duplicate, a forgery, garbage) or ran out of buffers, so nothing sent to
+ * an old port is ever taken for the answer to a later query. One that reported an error is
  * closed. */
 static void recycle_answered(struct worker *w)
 {
 	struct fwd_table *t = w->fwd;
 	struct fwd_udp *u;
 
-	while ((u = t->recycle)) {
-		t->recycle = u->next_free;
+	while ((u = t->quarantine)) {
+		t->quarantine = u->next_free;
 		u->recycling = 0;
 		u->next_free = NULL;
 		if (u->unwatched || t->closing || t->nspare[u->fam] >= FWD_SPARE_SOCKS ||
-		    upsock_recycle(u->fd, u->empty) < 0) {
+		    (!u->empty && upsock_drain(u->fd) < 0)) {
 			udp_sock_discard(u);
 			continue;
 		}
 		u->next_free = t->spare[u->fam];
 		t->spare[u->fam] = u;
 		t->nspare[u->fam]++;
+	}
+	while ((u = t->recycle)) {
+		t->recycle = u->next_free;
+		if (u->unwatched || t->closing || upsock_recycle(u->fd, true) < 0) {
+			u->recycling = 0;
+			u->next_free = NULL;
+			udp_sock_discard(u);
+			continue;
+		}
+		u->next_free = t->quarantine;
+		t->quarantine = u;
 	}
 }
 
@@ -591,7 +606,6 @@ static void udp_attempt_start(struct fwd *f)
 		} else {
 			u->poll.data = u;
 			uv_poll_start(&u->poll, UV_READABLE, on_upstream_ready);
-			worker_loop_changed(w);
 		}
 		if (upsock_send(fd, srv, query, qlen) < 0) {
 			udp_sock_discard(u);
@@ -835,6 +849,7 @@ void fwd_ring_ended(struct worker *w, void *owner, int res)
 	worker_timers_touch(w); /* what follows may close handles or start timers */
 	u->ring_armed = 0;
 	if (u->discarded) {
+		close(u->fd);
 		udp_sock_free(u);
 		return;
 	}
@@ -946,7 +961,6 @@ static void tcp_attempt_start(struct fwd *f)
 	t->outlen = 2 + build_query(f, t->out + 2);
 	wire_put16(t->out, (uint16_t)(t->outlen - 2));
 	uv_tcp_init(&w->loop, &t->tcp);
-	worker_loop_changed(w);
 	t->tcp.data = t;
 	t->connect.data = t;
 	f->tcp = t;
@@ -968,10 +982,9 @@ static void answer_waiter(struct fwd *f, struct fwd_waiter *wt, const uint8_t *m
 
 	serve_count_response(&w->stats, f->zone, msg[3] & WIRE_RCODE_MASK);
 	stats_observe(&w->stats, f->zone, f->qtype, us);
-	if (wt->tcp) {
+	if (wt->tcp)
 		tcp_conn_answer(wt->tcp, msg, len);
-		worker_loop_changed(w);
-	} else
+	else
 		udp_send(wt->udp, &wt->from, msg, len);
 }
 

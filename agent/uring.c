@@ -317,6 +317,16 @@ void wring_cancel(struct wring *r, struct udp_listener *l)
 	}
 }
 
+/* Whether libuv holds watchers it has been asked to start and has not yet given to epoll,
+ * which it does at the start of its next poll: until then the thread may not sleep in the
+ * ring. The queue is among the loop's fields in uv.h (UV_LOOP_PRIVATE_FIELDS), a circular
+ * list that is empty when it points at itself; libuv is linked statically, so the layout
+ * is that of the header compiled against. */
+static bool uv_watchers_queued(const uv_loop_t *loop)
+{
+	return loop->watcher_queue[0] != (const void *)&loop->watcher_queue;
+}
+
 void wring_run(struct worker *w)
 {
 	struct wring *r = w->ring;
@@ -325,17 +335,16 @@ void wring_run(struct worker *w)
 
 	r->uv_due = true;
 	for (;;) {
+		bool rerun = false;
 		if (r->uv_due) {
 			r->uv_due = false;
-			w->loop_touched = false;
 			if (!uv_run(loop, UV_RUN_NOWAIT))
 				break;
 			w->timers_touched = false; /* the run took its deadlines into account */
-			if (w->loop_touched) {
-				/* libuv adds watchers started in a run to epoll at its next poll */
-				r->uv_due = true;
-				continue;
-			}
+			/* Watchers started in the run (an accepted connection, a write that must
+			 * wait) reach epoll at libuv's next poll: run it again, after a look at
+			 * the ring that does not sleep. */
+			rerun = uv_watchers_queued(loop);
 			if (!r->poll_armed) {
 				struct io_uring_sqe *sqe = get_sqe(r);
 				if (sqe) {
@@ -347,8 +356,11 @@ void wring_run(struct worker *w)
 			int t = uv_backend_timeout(loop);
 			deadline = t < 0 ? UINT64_MAX : worker_now_us() + (uint64_t)t * 1000u;
 		}
-		struct __kernel_timespec ts, *tsp = NULL;
-		if (deadline != UINT64_MAX) {
+		struct __kernel_timespec ts = { 0, 0 }, *tsp = NULL;
+		if (rerun) {
+			tsp = &ts;
+			r->uv_due = true;
+		} else if (deadline != UINT64_MAX) {
 			uint64_t now = worker_now_us();
 			if (now >= deadline) {
 				r->uv_due = true;
@@ -363,8 +375,8 @@ void wring_run(struct worker *w)
 		if (rc < 0 && rc != -EINTR)
 			r->uv_due = true; /* a timer is due (-ETIME); on any error, libuv's turn */
 		reap(r);
-		if (w->loop_touched) {
-			w->loop_touched = false;
+		if (uv_watchers_queued(loop)) {
+			/* the batch started watchers: a socket on uv_poll, a TCP connection */
 			w->timers_touched = false;
 			r->uv_due = true;
 		} else if (w->timers_touched && !r->uv_due) {

@@ -86,7 +86,6 @@ struct worker {
 	size_t ntcp;
 	struct fwd_table *fwd;
 	struct wring *ring; /* NULL: the UDP listeners are read on libuv readiness */
-	bool loop_touched;  /* the ring's batch started libuv watchers: run its loop next */
 	bool timers_touched; /* it started libuv timers: take the loop's next deadline */
 	struct udp_batch *batch;
 	uint8_t *scratch;   /* WIRE_MAX_MSG + 2: building replies */
@@ -216,12 +215,5 @@ static inline void worker_timers_touch(struct worker *w)
 	}
 }
 
-/* From outside libuv's run (a ring batch), something started a watcher (a socket on
- * uv_poll, a TCP connection or write): the loop must run before the thread sleeps. */
-static inline void worker_loop_changed(struct worker *w)
-{
-	if (w->ring)
-		w->loop_touched = true;
-}
 
 #endif
