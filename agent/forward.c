@@ -409,6 +409,14 @@ static void udp_attempt_close(struct fwd *f)
 	udp_sock_discard(u);
 }
 
+/* Puts recycled socket @u on the spare list of its family. */
+static void spare_put(struct fwd_table *t, struct fwd_udp *u)
+{
+	u->next_free = t->spare[u->fam];
+	t->spare[u->fam] = u;
+	t->nspare[u->fam]++;
+}
+
 /* Ends the attempt of @f that has just read its answer: its socket goes to the spare list
  * for a later query (on a new port), or is closed when it cannot be emptied or the list is
  * full. */
@@ -441,9 +449,7 @@ static void udp_attempt_recycle(struct fwd *f)
 	 * it is emptied by the event that reports it, or read and refused (wrong ID) by the
 	 * next attempt. */
 	u->f = NULL;
-	u->next_free = t->spare[u->fam];
-	t->spare[u->fam] = u;
-	t->nspare[u->fam]++;
+	spare_put(t, u);
 	fwd_unref(f);
 }
 
@@ -479,9 +485,7 @@ static void recycle_answered(struct worker *w)
 			udp_sock_discard(u);
 			continue;
 		}
-		u->next_free = t->spare[u->fam];
-		t->spare[u->fam] = u;
-		t->nspare[u->fam]++;
+		spare_put(t, u);
 	}
 	while ((u = t->recycle)) {
 		t->recycle = u->next_free;
@@ -795,13 +799,11 @@ static void on_upstream_ready(uv_poll_t *h, int status, int events)
 	fwd_unref(f);
 }
 
-void fwd_round_end(struct worker *w)
+/* Sends the answers a round of upstream replies queued. */
+static void round_flush(struct worker *w)
 {
 	struct fwd_table *t = w->fwd;
 
-	if (!t)
-		return;
-	recycle_answered(w);
 	if (!t->queued)
 		return;
 	t->queued = false;
@@ -809,9 +811,19 @@ void fwd_round_end(struct worker *w)
 	udp_flush(w);
 }
 
+/* Only the ring's rounds move answered sockets on: a run of libuv in between reads nothing
+ * from them, so it must not end their quarantine. */
+void fwd_round_end(struct worker *w)
+{
+	if (!w->fwd)
+		return;
+	recycle_answered(w);
+	round_flush(w);
+}
+
 static void on_round_done(uv_check_t *h)
 {
-	fwd_round_end(h->data);
+	round_flush(h->data);
 }
 
 void fwd_ring_datagram(struct worker *w, void *owner, const uint8_t *pkt, size_t len,
