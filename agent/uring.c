@@ -95,6 +95,9 @@ int wring_new(struct worker *w)
 		free_ring(r);
 		return -EOPNOTSUPP;
 	}
+	/* Each io_uring_enter then finds the ring without looking up its descriptor (5.18);
+	 * without it, the descriptor is used. */
+	(void)io_uring_register_ring_fd(&r->ring);
 	/* The kernel reads the buffer ring from a page of its own. */
 	r->bufs = malloc((size_t)RING_BUFS * RING_BUF_LEN);
 	if (!r->bufs ||
