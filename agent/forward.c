@@ -769,7 +769,7 @@ static void round_begin(struct worker *w)
 	if (t->queued)
 		return;
 	t->queued = true;
-	w->batch_us = worker_now_us();
+	w->batch_us = worker_clock_us(w); /* a ring round's stamp, else now */
 	udp_queue_begin(w);
 }
 

@@ -203,9 +203,10 @@ void udp_serve(struct udp_listener *l, int n)
 	struct serve_result res;
 	int m = 0;
 
-	/* One clock read: the seconds for TTLs and expiry come from the same stamp (the coarse
-	 * clock used elsewhere lags it by at most a tick, which only ages entries sooner). */
-	uint64_t t0 = worker_now_us(), outer_us = w->batch_us;
+	/* One clock read, or none in a ring round (its stamp): the seconds for TTLs and expiry
+	 * come from the same stamp (the coarse clock used elsewhere lags it by at most a tick,
+	 * which only ages entries sooner). */
+	uint64_t t0 = worker_clock_us(w), outer_us = w->batch_us;
 	uint32_t now = (uint32_t)(t0 / 1000000u);
 	w->batch_us = t0;
 	rcu_read_lock();

@@ -267,19 +267,23 @@ static void on_completion(struct wring *r, const struct io_uring_cqe *c)
 	r->uv_due = true; /* libuv watches the socket from its next poll on */
 }
 
-/* Handles one round: the completions posted when it begins (those that a submission posts
- * meanwhile, when the queue is full, wait for the next). Then the answers it queued are
- * sent and the upstream sockets it answered are recycled (forward.c). */
-static void reap(struct wring *r)
+/* Handles one round, which began at @now (worker_now_us): the completions posted when it
+ * begins (those that a submission posts meanwhile, when the queue is full, wait for the
+ * next). Then the answers it queued are sent and the upstream sockets it answered are
+ * recycled (forward.c). The round's stamps and durations all use @now: the clock is read
+ * once a round, not once per batch and per upstream reply. */
+static void reap(struct wring *r, uint64_t now)
 {
 	struct io_uring *ring = &r->ring;
 	unsigned head = *ring->cq.khead, tail = io_uring_smp_load_acquire(ring->cq.ktail);
 
+	r->w->batch_us = now;
 	for (unsigned i = head; i != tail; i++)
 		on_completion(r, &ring->cq.cqes[io_uring_cqe_index(ring, i, ring->cq.ring_mask)]);
 	io_uring_cq_advance(ring, tail - head);
 	serve_pending(r);
 	fwd_round_end(r->w);
+	r->w->batch_us = 0;
 }
 
 /* At exit: waits for the receives of the upstream sockets closed last to end, so that their
@@ -292,7 +296,7 @@ static void drain_watches(struct wring *r)
 		int rc = io_uring_submit_and_wait_timeout(&r->ring, &c, 1, &ts, NULL);
 		if (rc < 0 && rc != -EINTR && rc != -ETIME)
 			break;
-		reap(r);
+		reap(r, worker_now_us());
 	}
 	if (r->nwatch > 0)
 		log_warn("forward", "%u upstream sockets still read by io_uring at exit", r->nwatch);
@@ -316,7 +320,7 @@ void wring_cancel(struct wring *r, struct udp_listener *l)
 			log_warn("udp", "io_uring cancel: %s", strerror(-rc));
 			return;
 		}
-		reap(r);
+		reap(r, worker_now_us());
 	}
 }
 
@@ -334,7 +338,7 @@ void wring_run(struct worker *w)
 {
 	struct wring *r = w->ring;
 	uv_loop_t *loop = &w->loop;
-	uint64_t deadline = 0;
+	uint64_t deadline = 0, now = 0;
 
 	r->uv_due = true;
 	for (;;) {
@@ -357,14 +361,16 @@ void wring_run(struct worker *w)
 				}
 			}
 			int t = uv_backend_timeout(loop);
-			deadline = t < 0 ? UINT64_MAX : worker_now_us() + (uint64_t)t * 1000u;
+			now = worker_now_us();
+			deadline = t < 0 ? UINT64_MAX : now + (uint64_t)t * 1000u;
 		}
 		struct __kernel_timespec ts = { 0, 0 }, *tsp = NULL;
 		if (rerun) {
 			tsp = &ts;
 			r->uv_due = true;
 		} else if (deadline != UINT64_MAX) {
-			uint64_t now = worker_now_us();
+			/* now: when the last wait ended; the wait is longer by the few
+			 * microseconds the round took since */
 			if (now >= deadline) {
 				r->uv_due = true;
 				continue;
@@ -377,7 +383,8 @@ void wring_run(struct worker *w)
 		int rc = io_uring_submit_and_wait_timeout(&r->ring, &c, 1, tsp, NULL);
 		if (rc < 0 && rc != -EINTR)
 			r->uv_due = true; /* a timer is due (-ETIME); on any error, libuv's turn */
-		reap(r);
+		now = worker_now_us();
+		reap(r, now);
 		if (uv_watchers_queued(loop)) {
 			/* the batch started watchers: a socket on uv_poll, a TCP connection */
 			w->timers_touched = false;
@@ -391,8 +398,7 @@ void wring_run(struct worker *w)
 			if (t == 0)
 				r->uv_due = true;
 			else
-				deadline = t < 0 ? UINT64_MAX
-					       : worker_now_us() + (uint64_t)t * 1000u;
+				deadline = t < 0 ? UINT64_MAX : now + (uint64_t)t * 1000u;
 		}
 	}
 	/* The loop has nothing left; the upstream sockets closed last are freed when their

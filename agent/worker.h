@@ -103,7 +103,7 @@ struct worker {
 	bool started;
 	uint64_t drain_start_ms;
 	uint64_t drain_limit_ms;
-	uint64_t batch_us;  /* time the batch being handled began; 0 outside one */
+	uint64_t batch_us;  /* time the batch or ring round being handled began; 0 outside */
 };
 
 /* Creates worker @index with its sockets bound (so that start-up errors surface before any
@@ -129,7 +129,7 @@ static inline struct worker *worker_of_loop(uv_loop_t *loop)
 	return (struct worker *)(void *)((char *)loop - offsetof(struct worker, loop));
 }
 
-/* The time for stamps and durations: within a batch of datagrams (a handful of
+/* The time for stamps and durations: within a batch of datagrams or a ring round (some
  * microseconds) the time it began, read once; else the clock. */
 static inline uint64_t worker_clock_us(const struct worker *w)
 {
