@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -144,6 +145,47 @@ static void test_expired_entry_misses_unless_stale_allowed(void **state)
 	ldns_pkt_free(p);
 	/* past the stale window: gone */
 	assert_int_equal(lookup(c, &q, 1060 + 86400, true, out, &hit), 0);
+}
+
+/* The table grows by doubling and is rebuilt in place when replaced entries leave
+ * tombstones; a rebuild places each entry from the key bits kept in its slot and entry,
+ * without rehashing its name. Every name must still answer with its own record after. */
+static void test_every_entry_is_found_after_rebuilds(void **state)
+{
+	(void)state;
+	struct cache *c = cache_new(8 << 20, 0);
+	struct cache_stats st;
+	struct cache_hit hit;
+	struct query q;
+	uint8_t out[4096];
+	char name[64], addr[32];
+
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 5000; i++) {
+			snprintf(name, sizeof name, "g%d.grow.example.", i);
+			snprintf(addr, sizeof addr, "10.%d.%d.%d", round, i / 256, i % 256);
+			make_q(&q, name, LDNS_RR_TYPE_A, 0, false);
+			insert_a(c, &q, name, 300, addr, 1000);
+		}
+	}
+	cache_get_stats(c, &st);
+	assert_int_equal(st.entries[REPLY_SUCCESS], 5000);
+	assert_true(st.slots >= 8192);
+	assert_int_equal(st.evictions, 0);
+	for (int i = 0; i < 5000; i++) {
+		snprintf(name, sizeof name, "g%d.grow.example.", i);
+		snprintf(addr, sizeof addr, "10.2.%d.%d", i / 256, i % 256);
+		make_q(&q, name, LDNS_RR_TYPE_A, 0, false);
+		int n = lookup(c, &q, 1000, false, out, &hit);
+		assert_true(n > 0);
+		ldns_pkt *p = dnsmsg_parse(out, (size_t)n);
+		assert_int_equal(ldns_pkt_ancount(p), 1);
+		char *got = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(ldns_pkt_answer(p), 0), 0));
+		assert_string_equal(got, addr);
+		free(got);
+		ldns_pkt_free(p);
+	}
+	cache_free(c);
 }
 
 static void test_newer_answer_replaces_entry(void **state)
@@ -340,6 +382,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_expired_entry_misses_unless_stale_allowed,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_answer_replaces_entry, setup, teardown),
+		cmocka_unit_test(test_every_entry_is_found_after_rebuilds),
 		cmocka_unit_test(test_rule36_bytes_stay_under_the_bound),
 		cmocka_unit_test(test_rule36_recently_used_entries_survive_eviction),
 		cmocka_unit_test(test_rule36_sweep_removes_entries_past_the_stale_window),
