@@ -13,7 +13,6 @@
 #include "agent/wire.h"
 
 #define MIN_SLOTS     256
-#define MAX_SLOTS     (UINT64_C(1) << 32) /* slot_key keeps 32 low bits of a key */
 #define RETIRE_BATCH  126
 #define ENTRY_OVERHEAD 16 /* what malloc adds to each block, roughly */
 #define HAND_STRIDE   UINT64_C(0x9E3779B97F4A7C15) /* odd: 2^64 / golden ratio */
@@ -26,7 +25,6 @@
 #define STATE_PREFETCH 0x02 /* a refresh was started */
 
 struct cache_entry {
-	uint32_t key_lo;    /* the low half of its key: a rebuild places it without rehashing */
 	uint32_t inserted;  /* time of insertion */
 	uint32_t expire;    /* first second it is stale */
 	uint16_t len;       /* length of the message (its first two bytes, the ID, not stored) */
@@ -277,12 +275,24 @@ static void table_place(struct cache_table *t, struct cache_entry *e, uint64_t k
 	}
 }
 
-/* The key of the entry in slot value @v: its top 16 bits are the slot's tag, its low 32 bits
- * are stored in the entry, and the bits between are never used (tables stay below 2^32
- * slots). Under ASan slots carry no tag, and none is needed. */
-static uint64_t slot_key(uint64_t v)
+/* The slot index of an entry is not stored: recompute the key from its question. */
+static uint64_t entry_key(const struct cache_entry *e)
 {
-	return (v & SLOT_TAG) | slot_entry(v)->key_lo;
+	struct wire_query q;
+	size_t n = WIRE_HDR_LEN;
+
+	/* The stored question is lowercase and uncompressed (reply_canonicalize). */
+	while (*MSG(e, n))
+		n += 1 + (size_t)*MSG(e, n);
+	n++;
+	q.qname_len = (uint16_t)(n - WIRE_HDR_LEN);
+	memcpy(q.qname, MSG(e, WIRE_HDR_LEN), q.qname_len);
+	q.name_hash = wire_hash(q.qname, q.qname_len);
+	q.qtype = wire_get16(MSG(e, n));
+	q.qclass = wire_get16(MSG(e, n + 2));
+	q.do_bit = (e->flags & FLAG_DO) ? 1 : 0;
+	q.cd_bit = (e->flags & FLAG_CD) ? 1 : 0;
+	return cache_key(&q);
 }
 
 /* Replaces the table with one of @slots slots holding every live entry. Under the lock. */
@@ -295,7 +305,7 @@ static int table_rebuild(struct cache *c, size_t slots)
 	for (size_t i = 0; i <= old->mask; i++) {
 		uint64_t v = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
 		if (slot_live(v))
-			table_place(t, slot_entry(v), slot_key(v));
+			table_place(t, slot_entry(v), entry_key(slot_entry(v)));
 	}
 	atomic_store_explicit(&c->table, t, memory_order_release);
 	atomic_fetch_add(&c->bytes, table_cost(slots));
@@ -365,7 +375,6 @@ int cache_insert(struct cache *c, const struct wire_query *q, uint64_t key, cons
 	e = malloc(offsetof(struct cache_entry, data) + rc->len - 2 + 2u * rc->nttl);
 	if (!e)
 		return -ENOMEM;
-	e->key_lo = (uint32_t)key;
 	e->inserted = now;
 	e->expire = now + rc->ttl;
 	e->len = rc->len;
@@ -397,8 +406,7 @@ int cache_insert(struct cache *c, const struct wire_query *q, uint64_t key, cons
 	 * rebuild it in place. */
 	if ((t->used + 1) * 8 > (t->mask + 1) * 7) {
 		size_t slots = t->mask + 1;
-		if ((c->live + 1) * 8 > slots * 5 && table_cost(slots * 2) <= c->max_bytes / 2 &&
-		    slots * 2 <= MAX_SLOTS)
+		if ((c->live + 1) * 8 > slots * 5 && table_cost(slots * 2) <= c->max_bytes / 2)
 			slots *= 2;
 		else if ((c->live + 1) * 8 > slots * 5)
 			evict(c, 0, slots * 5 / 8 - 1, now);

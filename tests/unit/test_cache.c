@@ -148,8 +148,9 @@ static void test_expired_entry_misses_unless_stale_allowed(void **state)
 }
 
 /* The table grows by doubling and is rebuilt in place when replaced entries leave
- * tombstones; a rebuild places each entry from the key bits kept in its slot and entry,
- * without rehashing its name. Every name must still answer with its own record after. */
+ * tombstones; a rebuild places each entry again from its key, recomputed from the stored
+ * question, and the slot's tag must agree. Every name must still answer with its own
+ * record after. */
 static void test_every_entry_is_found_after_rebuilds(void **state)
 {
 	(void)state;
