@@ -203,8 +203,13 @@ sync_bench() {
 }
 
 # Anything else on the benchmark's ports would take part of the load: a leftover agent in
-# the SO_REUSEPORT group answers half the queries, and every figure halves with it.
-busy=$(ss -Hulpn 2>/dev/null | awk '$4 ~ /:(53(1[0-5]|99))$/')
+# the SO_REUSEPORT group answers half the queries, and every figure halves with it. The
+# peers of a run just before may take a few seconds to exit.
+for _ in $(seq 20); do
+	busy=$(ss -Hulpn 2>/dev/null | awk '$4 ~ /:(53(1[0-5]|99))$/')
+	[ -z "$busy" ] && break
+	sleep 0.5
+done
 if [ -n "$busy" ]; then
 	echo "bench: ports 5310-5315 and 5399 must be free; in use:" >&2
 	echo "$busy" >&2
