@@ -13,6 +13,7 @@
 
 #include "agent/log.h"
 #include "agent/sockaddr.h"
+#include "agent/upsock.h"
 #include "agent/uring.h"
 #include "agent/worker.h"
 
@@ -25,15 +26,14 @@ static inline int udp_recvmmsg(int fd, struct mmsghdr *m, unsigned n)
 }
 
 /* One datagram goes out with sendto, which spares the kernel copying in and walking a
- * message vector (about 1 % of a forwarded answer, which is usually alone in its round). */
+ * message vector (about 1 % of a forwarded answer, which is usually alone in its round).
+ * Every msg_name here points at a struct sockaddr_storage. */
 static inline int udp_sendmmsg(int fd, struct mmsghdr *m, unsigned n)
 {
 	if (n == 1) {
 		const struct msghdr *h = &m->msg_hdr;
-		if (syscall(SYS_sendto, fd, h->msg_iov[0].iov_base, h->msg_iov[0].iov_len,
-			    MSG_DONTWAIT, h->msg_name, h->msg_namelen) < 0)
-			return -1;
-		return 1;
+		return upsock_send(fd, h->msg_name, h->msg_iov[0].iov_base,
+				   h->msg_iov[0].iov_len) < 0 ? -1 : 1;
 	}
 	return (int)syscall(SYS_sendmmsg, fd, m, n, MSG_DONTWAIT);
 }
@@ -188,8 +188,7 @@ void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const u
 		b->qiov[i].iov_len = len;
 		return;
 	}
-	if (sendto(l->fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)to,
-		   sockaddr_len(to)) < 0)
+	if (upsock_send(l->fd, to, msg, len) < 0)
 		stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
 }
 

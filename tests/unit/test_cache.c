@@ -7,7 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -159,14 +158,14 @@ static void test_every_entry_is_found_after_rebuilds(void **state)
 	struct cache_hit hit;
 	struct query q;
 	uint8_t out[4096];
-	char name[64], addr[32];
+	char name[64], want[96], t[128];
 
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < 5000; i++) {
 			snprintf(name, sizeof name, "g%d.grow.example.", i);
-			snprintf(addr, sizeof addr, "10.%d.%d.%d", round, i / 256, i % 256);
+			snprintf(want, sizeof want, "10.%d.%d.%d", round, i / 256, i % 256);
 			make_q(&q, name, LDNS_RR_TYPE_A, 0, false);
-			insert_a(c, &q, name, 300, addr, 1000);
+			insert_a(c, &q, name, 300, want, 1000);
 		}
 	}
 	cache_get_stats(c, &st);
@@ -175,15 +174,13 @@ static void test_every_entry_is_found_after_rebuilds(void **state)
 	assert_int_equal(st.evictions, 0);
 	for (int i = 0; i < 5000; i++) {
 		snprintf(name, sizeof name, "g%d.grow.example.", i);
-		snprintf(addr, sizeof addr, "10.2.%d.%d", i / 256, i % 256);
+		snprintf(want, sizeof want, "%s IN A 10.2.%d.%d", name, i / 256, i % 256);
 		make_q(&q, name, LDNS_RR_TYPE_A, 0, false);
 		int n = lookup(c, &q, 1000, false, out, &hit);
 		assert_true(n > 0);
 		ldns_pkt *p = dnsmsg_parse(out, (size_t)n);
 		assert_int_equal(ldns_pkt_ancount(p), 1);
-		char *got = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(ldns_pkt_answer(p), 0), 0));
-		assert_string_equal(got, addr);
-		free(got);
+		assert_string_equal(dnsmsg_rr_text(p, LDNS_SECTION_ANSWER, 0, t, sizeof t), want);
 		ldns_pkt_free(p);
 	}
 	cache_free(c);
