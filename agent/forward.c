@@ -629,8 +629,21 @@ neterr:
 	neterr(f);
 }
 
+/* Whether @pkt, come from the server's address, is the query of @f itself: a query (no
+ * QR) with its ID and question, on a socket whose port is the server's. The kernel gave the
+ * attempt that port from the ephemeral range, so nothing listens there (a server on this
+ * host that is not running), and no answer or ICMP message will come. A forged query from
+ * a server on another port is only ignored, as any malformed reply. */
+static bool own_query(const struct fwd *f, const uint8_t *pkt, size_t len)
+{
+	return f->udp && len >= WIRE_HDR_LEN && !(pkt[2] & WIRE_QR) && wire_get16(pkt) == f->id &&
+	       wire_get16(pkt + 4) == 1 && wire_reply_question_matches(pkt, len, &f->q) &&
+	       upsock_on_port_of(f->udp->fd, current_server(f));
+}
+
 /* Checks a reply read from an attempt. Returns 1 when it is the answer (or a verdict on the
- * server), 0 when it must be ignored. */
+ * server), 0 when it must be ignored, -1 when the attempt cannot succeed (it reached
+ * itself: nothing listens at the server's address). */
 static int check_reply(struct fwd *f, const uint8_t *pkt, size_t len, struct wire_reply *r,
 		       bool udp)
 {
@@ -638,7 +651,7 @@ static int check_reply(struct fwd *f, const uint8_t *pkt, size_t len, struct wir
 
 	if (wire_parse_reply(pkt, len, r) < 0) {
 		stats_inc(&st->upstream_dropped[STATS_UPDROP_MALFORMED]);
-		return 0;
+		return udp && own_query(f, pkt, len) ? -1 : 0;
 	}
 	if (r->id != f->id) {
 		stats_inc(&st->upstream_dropped[STATS_UPDROP_ID]);
@@ -746,7 +759,10 @@ static void udp_attempt_read(struct fwd_udp *u)
 				stats_inc(&w->stats.upstream_dropped[STATS_UPDROP_SOURCE]);
 				continue;
 			}
-			if (check_reply(f, d[i].buf, d[i].len, r, true)) {
+			int c = check_reply(f, d[i].buf, d[i].len, r, true);
+			if (c < 0) {
+				neterr(f);
+			} else if (c) {
 				u->empty = n == 1;
 				handle_reply(f, d[i].buf, r, true);
 			}
@@ -847,7 +863,11 @@ void fwd_ring_datagram(struct worker *w, void *owner, const uint8_t *pkt, size_t
 		return;
 	}
 	f->refs++;
-	if (trunc ? check_cut_reply(f, pkt, len, w->reply) : check_reply(f, pkt, len, w->reply, true)) {
+	int c = trunc ? check_cut_reply(f, pkt, len, w->reply)
+		      : check_reply(f, pkt, len, w->reply, true);
+	if (c < 0) {
+		neterr(f);
+	} else if (c) {
 		u->empty = 1; /* the receive reads the socket dry, unless more follows */
 		handle_reply(f, pkt, w->reply, true);
 	}

@@ -38,6 +38,20 @@ ssize_t upsock_send(int fd, const struct sockaddr_storage *srv, const void *buf,
 		       sockaddr_len(srv));
 }
 
+bool upsock_on_port_of(int fd, const struct sockaddr_storage *srv)
+{
+	struct sockaddr_storage own;
+	socklen_t len = sizeof own;
+
+	if (getsockname(fd, (struct sockaddr *)&own, &len) < 0 || own.ss_family != srv->ss_family)
+		return false;
+	if (srv->ss_family == AF_INET6)
+		return ((const struct sockaddr_in6 *)&own)->sin6_port ==
+		       ((const struct sockaddr_in6 *)srv)->sin6_port;
+	return ((const struct sockaddr_in *)&own)->sin_port ==
+	       ((const struct sockaddr_in *)srv)->sin_port;
+}
+
 int upsock_read(int fd, struct upsock_dgram *d, unsigned n)
 {
 	struct mmsghdr m[2];

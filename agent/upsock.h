@@ -40,6 +40,11 @@ struct upsock_dgram {
 	struct sockaddr_storage from;
 };
 
+/* Whether @fd is bound to the port of @srv (of its family), so that what it sends to @srv
+ * may come back to it: a server on this host, not running, on a port of the ephemeral range
+ * the kernel drew for @fd. Costs a getsockname(2); for rare paths. */
+bool upsock_on_port_of(int fd, const struct sockaddr_storage *srv);
+
 /* Reads up to @n datagrams from @fd in one call. Returns how many, or a negative errno:
  * -EAGAIN when there is none, or the error an ICMP message left (-ECONNREFUSED, ...). Fewer
  * than @n means that the socket was empty when it was read.

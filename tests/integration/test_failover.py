@@ -8,6 +8,7 @@ ICMP, "not before the timeout" for a black hole.
 
 import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -198,6 +199,50 @@ class Failover(DnsTestCase):
             pair(i)
         self.assertEqual(up.count(), 300, "every good query reached the good server once")
         self.assertLessEqual(len(os.listdir(fds)), before + 4, "sockets leaked")
+        self.assertAlive(m)
+
+    def test_rule31_server_on_the_attempts_own_port_fails_at_once(self):
+        """A server on this host, on a port of the ephemeral range, that is not running: the
+        kernel may give the attempt's socket that very port, and the query comes back to it
+        from the server's address. No reply and no ICMP message will come: the attempt fails
+        at once, not after --upstream-timeout. A network namespace whose ephemeral range is
+        that one port makes it happen every time."""
+        ns = "meshdns-self-%d" % os.getpid()
+        port = 50000
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        self.addCleanup(subprocess.run, ["ip", "netns", "delete", ns])
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                        "net.ipv4.ip_local_port_range=%d %d" % (port, port)], check=True)
+        # the upstream: port 53, outside the range, closed (ICMP), so readiness is quick
+        m = self.start_meshdns("--cluster-dns", "127.0.0.1:%d" % port, "--upstream",
+                               "127.0.0.1:53", "--upstream-timeout", "4000",
+                               "--metrics", "127.0.0.1:9253",
+                               wrap=["ip", "netns", "exec", ns], port=5353, ready=False)
+
+        def in_ns(*cmd):
+            return subprocess.run(["ip", "netns", "exec", ns] + list(cmd),
+                                  capture_output=True, text=True, timeout=20).stdout
+
+        def ask(name, timeout=10):
+            # the client's port is its own, outside the one-port range the agent draws from
+            t0 = time.monotonic()
+            out = in_ns("kdig", "-b", "127.0.0.1#40000", "-p", "5353", "@127.0.0.1",
+                        "+timeout=%d" % timeout, "+retry=0", name, "A")
+            return out, time.monotonic() - t0
+
+        # kdig's socket is not connected: a query sent before the agent listens is lost
+        harness.wait_until(lambda: not m.alive() or "status: SERVFAIL" in ask(NAME, 1)[0],
+                           20, "meshdns in %s" % ns)
+        self.assertTrue(m.alive(), m.log())
+        for i in range(3):
+            out, elapsed = ask("svc%d.ns.svc.cluster.local" % i)
+            self.assertIn("status: SERVFAIL", out)
+            self.assertLess(elapsed, 2.0, "query %d waited for the 4 s timeout" % i)
+        metrics = in_ns("curl", "-s", "http://127.0.0.1:9253/metrics")
+        # the mechanism, so that an ICMP message cannot pass this test in its place
+        self.assertIn('meshdns_upstream_dropped_total{reason="malformed"} 3', metrics)
+        self.assertIn('meshdns_forward_timeouts_total{to="127.0.0.1:%d"} 0' % port, metrics)
         self.assertAlive(m)
 
     def test_rule31_late_reply_after_timeout_is_not_used_and_next_server_is(self):

@@ -1,7 +1,7 @@
 /* Unit tests for agent/upsock.c, on real loopback sockets: each query leaves from a new
  * random port; nothing that was queued for (or is later sent to) an old port is read after
  * a recycle; datagrams from others are told apart; ICMP errors reach the unconnected socket;
- * a spare that something reached is emptied. */
+ * a spare that something reached is emptied; a server on the socket's own port is seen. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -198,6 +198,31 @@ static void test_icmp_refused_is_reported(void **state)
 	close(cli);
 }
 
+/* upsock_on_port_of tells a server on the socket's own port (where its queries come back to
+ * it) from the server it sent to, and from the same port number in the other family. */
+static void test_on_port_of_tells_the_own_port(void **state)
+{
+	struct sockaddr_storage srvaddr, client, self;
+	int srv = server_socket(AF_INET, &srvaddr);
+	int cli = upsock_open(AF_INET);
+
+	(void)state;
+	assert_true(cli >= 0);
+	exchange(srv, cli, &srvaddr, &client);
+	assert_false(upsock_on_port_of(cli, &srvaddr));
+	self = client; /* 127.0.0.1 at the port the kernel drew for the socket */
+	assert_true(upsock_on_port_of(cli, &self));
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&self;
+	uint16_t port = ((struct sockaddr_in *)&client)->sin_port;
+	memset(&self, 0, sizeof self);
+	v6->sin6_family = AF_INET6;
+	v6->sin6_addr = in6addr_loopback;
+	v6->sin6_port = port;
+	assert_false(upsock_on_port_of(cli, &self));
+	close(cli);
+	close(srv);
+}
+
 /* A recycled spare that still holds datagrams is emptied by upsock_drain. */
 static void test_drain_empties_a_spare(void **state)
 {
@@ -283,6 +308,7 @@ int main(void)
 		cmocka_unit_test(test_drain_empties_a_spare),
 		cmocka_unit_test(test_from_tells_the_server_from_others),
 		cmocka_unit_test(test_icmp_refused_is_reported),
+		cmocka_unit_test(test_on_port_of_tells_the_own_port),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
