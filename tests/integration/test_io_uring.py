@@ -11,7 +11,9 @@ time out and fail over as before, and a stopped agent leaves its port free at on
 import os
 import signal
 import socket
+import threading
 import time
+import urllib.request
 
 import dns.flags
 import dns.message
@@ -190,6 +192,46 @@ class ReadPaths(DnsTestCase):
         self.assertGreaterEqual(ring_completions(m.proc.pid) - before, 500)
         self.assertNotIn("io_uring", m.log())
 
+    def test_listener_bursts_larger_than_the_ring_stay_on_the_ring(self):
+        # Three listeners with 100 queries each wait while the agent is stopped: more than
+        # the ring's 64 buffers, so a multishot receive ends with ENOBUFS. It must be armed
+        # again on the ring, not given up for epoll, and every query answered.
+        port = harness.free_port()
+        hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+        m = self.agent(*sum((["--listen", "%s:%d" % (h, port)] for h in hosts[1:]), []),
+                       port=port)
+        self.assertEqual(m.dnsq("www.example.test", "A")["rcode"], "NOERROR")
+        armed = ring_receives(m.proc.pid)  # the listeners' and the upstream socket's
+        self.assertGreaterEqual(armed, 3)
+        socks = []
+        for h in hosts:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.addCleanup(s.close)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            s.settimeout(3)
+            socks.append((h, s))
+        os.kill(m.proc.pid, signal.SIGSTOP)
+        try:
+            for h, s in socks:
+                for i in range(100):
+                    s.sendto(harness.make_query("www.example.test", "A", qid=i).to_wire(),
+                             (h, port))
+        finally:
+            os.kill(m.proc.pid, signal.SIGCONT)
+        for h, s in socks:
+            got = set()
+            while len(got) < 100:
+                try:
+                    r = dns.message.from_wire(s.recv(65535))
+                except socket.timeout:
+                    break
+                if harness.rrs(r) == {("www.example.test.", "A"): [zones.WWW_IP]}:
+                    got.add(r.id)
+            self.assertEqual(len(got), 100, "%s: answered %d of 100" % (h, len(got)))
+        self.assertEqual(ring_receives(m.proc.pid), armed, "each listener read by the ring")
+        self.assertNotIn("io_uring", m.log())
+        self.assertAlive(m)
+
     def test_forwards_and_tcp_do_not_wait_for_the_loop_tick(self):
         # Upstream sockets, their timers and TCP stay on libuv, whose loop the ring runs
         # when libuv's epoll descriptor is ready or a forward started. Were that hand-off
@@ -223,6 +265,57 @@ class ReadPaths(DnsTestCase):
                          "new names go out on recycled sockets, not new ones")
         m.proc.send_signal(signal.SIGTERM)
         self.assertEqual(m.proc.wait(10), 0, m.log())
+
+    def test_upstream_bursts_larger_than_the_ring_still_give_the_answers(self):
+        # More replies wait on the upstream sockets than the ring has buffers (64): a
+        # multishot receive that finds none left ends with ENOBUFS and must be armed again,
+        # or the answer behind its burst is never read and the query times out. The agent is
+        # stopped while the upstream sends, to each of four queries in flight, 100 replies
+        # with a wrong ID and then the answer, so that all of them wait when it reads again.
+        if tuple(int(x) for x in os.uname().release.split(".")[:2]) < (6, 1):
+            self.skipTest("kernel before 6.1: upstream sockets stay on epoll")
+        pid, held, lock = [], [], threading.Lock()
+        n = 4
+
+        def burst_then_answer(q):
+            if q.msg is None or q.proto != "udp" or not q.qname.startswith("burst"):
+                default_handler(q)
+                return
+            with lock:
+                held.append(q)
+                if len(held) < n:
+                    return
+            os.kill(pid[0], signal.SIGSTOP)
+            try:
+                for h in held:
+                    wrong = h.answer()
+                    wrong.id = (h.id + 1) & 0xffff
+                    for _ in range(100):
+                        h.send(wrong)
+                    h.send(h.answer())
+            finally:
+                os.kill(pid[0], signal.SIGCONT)
+
+        up = self.start_fake(handler=burst_then_answer)
+        mport = harness.free_port()
+        m = self.start_meshdns("--upstream", "127.0.0.1:%d" % up.port, "--upstream-timeout",
+                               "4000", "--metrics", "127.0.0.1:%d" % mport)
+        pid.append(m.proc.pid)
+
+        def ask(i):
+            t0 = time.monotonic()
+            r = harness.query(m.port, "burst%d.example.test" % i, timeout=10)
+            return r, time.monotonic() - t0
+        for i, (r, elapsed) in enumerate(harness.concurrently(ask, list(range(n)))):
+            self.assertIsNotNone(r, "query %d: no answer" % i)
+            self.assertEqual(r.rcode(), dns.rcode.NXDOMAIN, r)  # the zone's own answer
+            self.assertLess(elapsed, 3.0, "query %d waited for the 4 s timeout" % i)
+        metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport).read()
+        # every wrong reply was read, those left on the sockets when the receives ended too
+        self.assertIn(b'meshdns_upstream_dropped_total{reason="wrong_id"} %d\n' % (100 * n),
+                      metrics)
+        self.assertEqual(up.count(proto="udp"), n, "one upstream query per name")
+        self.assertAlive(m)
 
     def test_timeouts_and_stop_with_queries_in_flight(self):
         # Queries of the past are kept for reuse with their timers, and timers started from
