@@ -495,6 +495,10 @@ static void render_agent(const struct metrics_snapshot *s, struct metrics_out *o
 	single(o, "meshdns_truncated_retries_total", "counter",
 	       "Truncated UDP replies from upstream asked again over TCP.", NULL, 0,
 	       stats_get(&st->tcp_retries));
+	single(o, "meshdns_truncated_for_mtu_total", "counter",
+	       "UDP replies larger than the MTU towards the client, sent as TC=1 instead of "
+	       "fragments.",
+	       NULL, 0, stats_get(&st->mtu_truncated));
 	by_reason(o, "meshdns_dropped_total", "Client queries dropped without a reply, by reason.",
 		  "reason", drop, st->dropped, STATS_DROPS);
 	by_reason(o, "meshdns_overload_total",

@@ -85,6 +85,7 @@ struct stats {
 	_Atomic uint64_t overload[STATS_OVERLOADS];
 	_Atomic uint64_t coalesced;
 	_Atomic uint64_t tcp_retries;    /* truncated UDP replies retried over TCP */
+	_Atomic uint64_t mtu_truncated;  /* UDP replies cut to TC=1: larger than the link's MTU */
 	_Atomic uint64_t fwd_requests[STATS_GROUPS][STATS_MAX_SERVERS];
 	_Atomic uint64_t fwd_responses[STATS_GROUPS][STATS_MAX_SERVERS][STATS_RCODES];
 	_Atomic uint64_t fwd_timeouts[STATS_GROUPS][STATS_MAX_SERVERS];

@@ -98,6 +98,11 @@ int udp_listener_open(struct worker *w, struct udp_listener *l,
 	int rcvbuf = 4 << 20;
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	int r = upsock_dontfrag(fd, addr->ss_family);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
 	l->fd = fd;
 	return 0;
 }
@@ -113,6 +118,22 @@ void udp_listener_start(struct udp_listener *l)
 	uv_poll_start(&l->poll, UV_READABLE, on_udp_readable);
 }
 
+/* A reply that could not leave whole: DF is set (upsock_dontfrag) and it is larger than the
+ * MTU of the link towards the client, below 1,280 bytes. It is cut to header, question and
+ * OPT with TC set (RFC 9715), so that the client asks again over TCP. Returns whether it was
+ * cut (then it is sent again). */
+static bool cut_for_mtu(struct udp_listener *l, struct msghdr *h)
+{
+	struct iovec *v = h->msg_iov;
+	int n = wire_cut_to_question(v->iov_base, v->iov_len);
+
+	if (n < 0 || (size_t)n >= v->iov_len)
+		return false;
+	v->iov_len = (size_t)n;
+	stats_inc(&l->w->stats.mtu_truncated);
+	return true;
+}
+
 static void send_batch(struct udp_listener *l, struct udp_batch *b, int n)
 {
 	int sent = 0;
@@ -121,6 +142,8 @@ static void send_batch(struct udp_listener *l, struct udp_batch *b, int n)
 		int r = udp_sendmmsg(l->fd, b->tx + sent, (unsigned)(n - sent));
 		if (r < 0) {
 			if (errno == EINTR)
+				continue;
+			if (errno == EMSGSIZE && cut_for_mtu(l, &b->tx[sent].msg_hdr))
 				continue;
 			/* EAGAIN: the socket buffer is full; skip this one, as a lost datagram */
 			stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
@@ -159,6 +182,9 @@ void udp_flush(struct worker *w)
 			if (r <= 0) {
 				if (r < 0 && errno == EINTR)
 					continue;
+				if (r < 0 && errno == EMSGSIZE &&
+				    cut_for_mtu(l, &b->qmsg[sent].msg_hdr))
+					continue;
 				stats_inc(&w->stats.dropped[STATS_DROP_SEND]);
 				sent++;
 				continue;
@@ -188,8 +214,17 @@ void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const u
 		b->qiov[i].iov_len = len;
 		return;
 	}
-	if (upsock_send(l->fd, to, msg, len) < 0)
-		stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
+	if (upsock_send(l->fd, to, msg, len) >= 0)
+		return;
+	if (errno == EMSGSIZE && len <= UDP_TX_SLOT) {
+		uint8_t cut[UDP_TX_SLOT];
+		struct iovec v = { .iov_base = cut, .iov_len = len };
+		struct msghdr h = { .msg_iov = &v, .msg_iovlen = 1 };
+		memcpy(cut, msg, len);
+		if (cut_for_mtu(l, &h) && upsock_send(l->fd, to, cut, v.iov_len) >= 0)
+			return;
+	}
+	stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
 }
 
 /* Answers the @n datagrams the batch describes (pkt, rx[].msg_len, .msg_flags, from and

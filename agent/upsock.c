@@ -12,6 +12,24 @@
 
 #define DRAIN_READS 16 /* datagrams read away before a socket is given up on */
 
+int upsock_dontfrag(int fd, int family)
+{
+	int on = 1, probe = family == AF_INET6 ? IPV6_PMTUDISC_PROBE : IP_PMTUDISC_PROBE;
+
+	/* PROBE: DF set, the device's MTU used and path MTU news ignored, so a forged ICMP
+	 * "fragmentation needed" changes nothing. (On IPv4 it also spares every datagram the
+	 * kernel's shared IP ID generator: with DF honoured, the ID is 0.) */
+	if (family == AF_INET6) {
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &probe, sizeof probe) < 0 ||
+		    setsockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG, &on, sizeof on) < 0)
+			return -errno;
+		return 0;
+	}
+	if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &probe, sizeof probe) < 0)
+		return -errno;
+	return 0;
+}
+
 int upsock_open(int family)
 {
 	int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1, r;
@@ -24,6 +42,8 @@ int upsock_open(int family)
 		r = setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
 	else
 		r = setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on);
+	if (r == 0)
+		r = upsock_dontfrag(fd, family);
 	if (r < 0) {
 		r = -errno;
 		close(fd);

@@ -27,6 +27,12 @@
  * the file descriptor or a negative errno. */
 int upsock_open(int family);
 
+/* Sets "don't fragment" on UDP socket @fd of @family, as RFC 9715 advises for DNS over UDP:
+ * a datagram is sent whole or not at all, never as fragments (which can be forged without
+ * knowing the ID). The agent's UDP messages fit any link: queries are small and answers at
+ * most 1,232 bytes. Used for listeners too. Returns 0 or a negative errno. */
+int upsock_dontfrag(int fd, int family);
+
 /* Sends @len bytes to @srv from @fd (binding it to a new random port if it has none).
  * Returns what sendto(2) returns; never blocks. */
 ssize_t upsock_send(int fd, const struct sockaddr_storage *srv, const void *buf, size_t len);

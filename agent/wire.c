@@ -566,12 +566,9 @@ static bool rrset_key_equal(const struct rrset_key *a, const struct rrset_key *b
 	       memcmp(a->owner, b->owner, a->owner_len) == 0;
 }
 
-int wire_truncate(uint8_t *msg, size_t len, size_t limit)
+/* The offset just past the one question of message @msg, or -EBADMSG. */
+static int question_end(const uint8_t *msg, size_t len)
 {
-	unsigned counts[3], total, i, kept = 0;
-	size_t off, cut;
-	struct wire_rr rr;
-	struct rrset_key cur, next;
 	int p;
 
 	if (len < WIRE_HDR_LEN || wire_get16(msg + 4) != 1)
@@ -579,7 +576,48 @@ int wire_truncate(uint8_t *msg, size_t len, size_t limit)
 	p = wire_skip_name(msg, len, WIRE_HDR_LEN);
 	if (p < 0 || (size_t)p + 4 > len)
 		return -EBADMSG;
-	off = cut = (size_t)p + 4;
+	return p + 4;
+}
+
+int wire_cut_to_question(uint8_t *msg, size_t len)
+{
+	struct wire_rr rr;
+	unsigned total, opt = 0;
+	size_t off, qend;
+	int p = question_end(msg, len);
+
+	if (p < 0)
+		return p;
+	off = qend = (size_t)p;
+	total = (unsigned)wire_get16(msg + 6) + wire_get16(msg + 8) + wire_get16(msg + 10);
+	for (unsigned i = 0; i < total; i++, off = rr.end) {
+		if (wire_next_rr(msg, len, off, &rr) < 0)
+			return -EBADMSG;
+		if (rr.type == WIRE_TYPE_OPT && i >= total - wire_get16(msg + 10) && !opt) {
+			/* the OPT RR moves up behind the question (memmove: it may overlap) */
+			memmove(msg + qend, msg + off, rr.end - off);
+			opt = (unsigned)(rr.end - off);
+			break;
+		}
+	}
+	wire_put16(msg + 6, 0);
+	wire_put16(msg + 8, 0);
+	wire_put16(msg + 10, opt ? 1 : 0);
+	msg[2] |= WIRE_TC;
+	return (int)(qend + opt);
+}
+
+int wire_truncate(uint8_t *msg, size_t len, size_t limit)
+{
+	unsigned counts[3], total, i, kept = 0;
+	size_t off, cut;
+	struct wire_rr rr;
+	struct rrset_key cur, next;
+	int p = question_end(msg, len);
+
+	if (p < 0)
+		return p;
+	off = cut = (size_t)p;
 	if (len <= limit)
 		return (int)len;
 	if (cut > limit) /* not even the question fits: the caller's limit is below 512 */

@@ -200,6 +200,11 @@ int wire_finish_reply(const struct wire_query *q, uint8_t *msg, size_t len, size
  * length (at most @limit, at least the header and question), or -EBADMSG. */
 int wire_truncate(uint8_t *msg, size_t len, size_t limit);
 
+/* Cuts the reply @msg (@len bytes) to its header, question and OPT RR (when it has one),
+ * with TC set: what a client gets over UDP when the whole reply cannot leave in one datagram
+ * (RFC 9715), so that it asks again over TCP. Returns the new length or -EBADMSG. */
+int wire_cut_to_question(uint8_t *msg, size_t len);
+
 /* An upstream reply, checked and walked once. */
 struct wire_reply {
 	uint16_t len;         /* bytes up to the end of the last RR (trailing bytes excluded) */

@@ -7,12 +7,16 @@ with a small max-udp-size) makes the agent ask again over TCP, and the client ge
 whole answer.
 """
 
+import os
+import subprocess
+
 import dns.flags
 import dns.message
 
 import harness
 import zones
 from harness import DnsTestCase, answer_data
+from relutil import mesh_file
 
 MEDIUM = "medium.example.test"  # 12 TXT, about 900 bytes
 BIG = "big.example.test"        # 40 TXT, about 3.6 kB
@@ -201,3 +205,64 @@ class UpstreamTruncation(DnsTestCase):
 
 if __name__ == "__main__":
     harness.main()
+
+
+class TruncationForTheLinkMtu(DnsTestCase):
+    """RFC 9715: the agent sends UDP with DF and never as fragments (which can be forged
+    without knowing the ID). A reply within the client's EDNS limit but larger than the MTU
+    of the link towards the client cannot leave whole: it goes as TC=1 (header, question,
+    OPT), and the client asks again over TCP. Two network namespaces joined by a veth pair
+    with an MTU of 1000: the agent in one, the client in the other."""
+
+    HOST = "big.default.cluster-9"
+    ADDRS = ["240.0.%d.%d" % (i // 200, i % 200 + 1) for i in range(60)]  # ~1,050 bytes
+
+    def setUp(self):
+        tag = "%d" % os.getpid()
+        self.a, self.b = "mdmtu-a-" + tag, "mdmtu-b-" + tag
+        for ns in (self.a, self.b):
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            self.addCleanup(subprocess.run, ["ip", "netns", "delete", ns])
+            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", self.a, "link", "add", "va", "mtu", "1000", "type", "veth",
+                        "peer", "name", "vb", "netns", self.b], check=True)
+        for ns, dev, addr in ((self.a, "va", "10.77.0.1/24"), (self.b, "vb", "10.77.0.2/24")):
+            subprocess.run(["ip", "-n", ns, "addr", "add", addr, "dev", dev], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+        se = mesh_file(self.tmp() + "/se.json", {self.HOST: self.ADDRS})
+        self.m = self.start_meshdns("--listen", "10.77.0.1:53", "--upstream", "127.0.0.1:53",
+                                    "--serviceentries", se, "--metrics", "127.0.0.1:9253",
+                                    wrap=["ip", "netns", "exec", self.a], listen=False,
+                                    ready=False)
+        harness.wait_until(lambda: not self.m.alive() or "status: NOERROR" in self.kdig("+tcp"),
+                           20, "meshdns in %s" % self.a)
+        self.assertAlive(self.m)
+
+    def kdig(self, *opts):
+        out = subprocess.run(["ip", "netns", "exec", self.b, "kdig", "@10.77.0.1",
+                              "+timeout=2", "+retry=0", "+bufsize=1232"] + list(opts)
+                             + [self.HOST, "A"], capture_output=True, text=True, timeout=30)
+        return out.stdout
+
+    def metric(self, name):
+        out = subprocess.run(["ip", "netns", "exec", self.a, "curl", "-s",
+                              "http://127.0.0.1:9253/metrics"], capture_output=True, text=True,
+                             timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith(name + " "):
+                return int(float(line.split()[1]))
+        return None
+
+    def test_reply_over_the_link_mtu_is_tc_over_udp_and_whole_over_tcp(self):
+        udp = self.kdig("+notcp", "+ignore")
+        self.assertIn("status: NOERROR", udp)
+        self.assertRegex(udp, r"Flags: [^;]*\btc\b", "TC=1 over UDP")
+        self.assertIn("ANSWER: 0", udp, "only header, question and OPT")
+        self.assertIn("EDNS", udp, "the OPT RR is kept")
+        self.assertEqual(self.metric("meshdns_truncated_for_mtu_total"), 1)
+        full = self.kdig()  # kdig asks again over TCP on TC=1
+        self.assertIn("ANSWER: %d" % len(self.ADDRS), full)
+        for addr in self.ADDRS:
+            self.assertIn(addr, full)
+        self.assertEqual(self.metric("meshdns_dropped_total{reason=\"send\"}") or 0, 0)
+        self.assertAlive(self.m)

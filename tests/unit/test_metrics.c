@@ -341,6 +341,8 @@ static void test_cache_mesh_and_agent_figures(void **state)
 	snap.interface_repairs = 2;
 	stats_add(&w1.upstream_dropped[STATS_UPDROP_ID], 9);
 	stats_add(&w2.coalesced, 11);
+	stats_add(&w1.mtu_truncated, 2);
+	stats_add(&w2.mtu_truncated, 3);
 	const char *t = render();
 
 	assert_int_equal(value_of(t, "coredns_cache_entries{server=\"dns://169.254.20.10:53\","
@@ -355,6 +357,7 @@ static void test_cache_mesh_and_agent_figures(void **state)
 	assert_int_equal(value_of(t, "meshdns_interface_repairs_total"), 2);
 	assert_int_equal(value_of(t, "meshdns_upstream_dropped_total{reason=\"wrong_id\"}"), 9);
 	assert_int_equal(value_of(t, "meshdns_coalesced_total"), 11);
+	assert_int_equal(value_of(t, "meshdns_truncated_for_mtu_total"), 5);
 	assert_int_equal(value_of(t, "meshdns_build_info{version=\"1.2.3\"}"), 1);
 	/* without process figures there are no process_ lines */
 	assert_null(strstr(t, "process_"));

@@ -223,6 +223,31 @@ static void test_on_port_of_tells_the_own_port(void **state)
 	close(srv);
 }
 
+/* Upstream sockets send with DF and ignore path MTU news (RFC 9715): PROBE on IPv4, and on
+ * IPv6 PROBE with IPV6_DONTFRAG. */
+static void test_sockets_do_not_fragment(void **state)
+{
+	int v = -1;
+	socklen_t len = sizeof v;
+	int fd = upsock_open(AF_INET);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(getsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, &len), 0);
+	assert_int_equal(v, IP_PMTUDISC_PROBE);
+	close(fd);
+	fd = upsock_open(AF_INET6);
+	if (fd < 0)
+		skip(); /* no IPv6 here */
+	len = sizeof v;
+	assert_int_equal(getsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v, &len), 0);
+	assert_int_equal(v, IPV6_PMTUDISC_PROBE);
+	len = sizeof v;
+	assert_int_equal(getsockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG, &v, &len), 0);
+	assert_int_equal(v, 1);
+	close(fd);
+}
+
 /* A recycled spare that still holds datagrams is emptied by upsock_drain. */
 static void test_drain_empties_a_spare(void **state)
 {
@@ -309,6 +334,7 @@ int main(void)
 		cmocka_unit_test(test_from_tells_the_server_from_others),
 		cmocka_unit_test(test_icmp_refused_is_reported),
 		cmocka_unit_test(test_on_port_of_tells_the_own_port),
+		cmocka_unit_test(test_sockets_do_not_fragment),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

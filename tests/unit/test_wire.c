@@ -429,6 +429,50 @@ static void test_truncate_leaves_fitting_message_alone(void **state)
 	assert_false(buf[2] & WIRE_TC);
 }
 
+/* A reply that cannot leave in one datagram becomes header, question and OPT (DO kept), with
+ * TC set and the counts fixed; still a valid reply. */
+static void test_cut_to_question_keeps_the_opt_rr(void **state)
+{
+	(void)state;
+	uint8_t buf[4096], opt[WIRE_OPT_LEN];
+	struct wire_reply r;
+	size_t len = make_reply(buf, sizeof buf, 100, 60);
+	int olen = wire_write_opt(opt, sizeof opt, true, 0, WIRE_EDE_NONE, NULL);
+
+	assert_int_equal(olen, WIRE_OPT_LEN);
+	memcpy(buf + len, opt, WIRE_OPT_LEN);
+	len += WIRE_OPT_LEN;
+	wire_put16(buf + 10, 1);
+	assert_int_equal(wire_parse_reply(buf, len, &r), 0);
+
+	int n = wire_cut_to_question(buf, len);
+	assert_int_equal(n, 12 + 9 + 4 + WIRE_OPT_LEN);
+	assert_true(buf[2] & WIRE_TC);
+	assert_int_equal(wire_get16(buf), 77);
+	assert_int_equal(wire_get16(buf + 6), 0);
+	assert_int_equal(wire_get16(buf + 8), 0);
+	assert_int_equal(wire_get16(buf + 10), 1);
+	assert_memory_equal(buf + 12 + 9 + 4, opt, WIRE_OPT_LEN);
+	assert_int_equal(wire_parse_reply(buf, (size_t)n, &r), 0);
+	assert_true(r.tc);
+}
+
+static void test_cut_to_question_without_opt_and_malformed(void **state)
+{
+	(void)state;
+	uint8_t buf[4096];
+	size_t len = make_reply(buf, sizeof buf, 10, 60);
+
+	assert_int_equal(wire_cut_to_question(buf, len), 12 + 9 + 4);
+	assert_true(buf[2] & WIRE_TC);
+	assert_int_equal(wire_get16(buf + 6), 0);
+	assert_int_equal(wire_get16(buf + 10), 0);
+	len = make_reply(buf, sizeof buf, 10, 60);
+	wire_put16(buf + 6, 11); /* one more answer than there is */
+	assert_int_equal(wire_cut_to_question(buf, len), -EBADMSG);
+	assert_int_equal(wire_cut_to_question(buf, 11), -EBADMSG);
+}
+
 static void test_name_text_conversions(void **state)
 {
 	(void)state;
@@ -518,6 +562,8 @@ int main(void)
 		cmocka_unit_test(test_question_match_ignores_case_only),
 		cmocka_unit_test(test_truncate_keeps_whole_rrsets_and_sets_tc),
 		cmocka_unit_test(test_truncate_leaves_fitting_message_alone),
+		cmocka_unit_test(test_cut_to_question_keeps_the_opt_rr),
+		cmocka_unit_test(test_cut_to_question_without_opt_and_malformed),
 		cmocka_unit_test(test_name_text_conversions),
 		cmocka_unit_test(test_name_in_zone_respects_label_boundaries),
 	};
