@@ -99,10 +99,8 @@ int udp_listener_open(struct worker *w, struct udp_listener *l,
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
 	int r = upsock_dontfrag(fd, addr->ss_family);
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
+	if (r < 0)
+		log_warn("udp", "answers may leave as IP fragments: DF not set (%s)", strerror(-r));
 	l->fd = fd;
 	return 0;
 }
@@ -122,7 +120,7 @@ void udp_listener_start(struct udp_listener *l)
  * MTU of the link towards the client, below 1,280 bytes. It is cut to header, question and
  * OPT with TC set (RFC 9715), so that the client asks again over TCP. Returns whether it was
  * cut (then it is sent again). */
-static bool cut_for_mtu(struct udp_listener *l, struct msghdr *h)
+static bool cut_for_mtu(struct msghdr *h)
 {
 	struct iovec *v = h->msg_iov;
 	int n = wire_cut_to_question(v->iov_base, v->iov_len);
@@ -130,26 +128,38 @@ static bool cut_for_mtu(struct udp_listener *l, struct msghdr *h)
 	if (n < 0 || (size_t)n >= v->iov_len)
 		return false;
 	v->iov_len = (size_t)n;
-	stats_inc(&l->w->stats.mtu_truncated);
 	return true;
+}
+
+/* Counts the cut message @cut (an index, or -1) once the send of [@from, @from + @n) took
+ * it. */
+static int count_cut(struct udp_listener *l, int cut, int from, int n)
+{
+	if (cut < from || cut >= from + n)
+		return cut;
+	stats_inc(&l->w->stats.mtu_truncated);
+	return -1;
 }
 
 static void send_batch(struct udp_listener *l, struct udp_batch *b, int n)
 {
-	int sent = 0;
+	int sent = 0, cut = -1;
 
 	while (sent < n) {
 		int r = udp_sendmmsg(l->fd, b->tx + sent, (unsigned)(n - sent));
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EMSGSIZE && cut_for_mtu(l, &b->tx[sent].msg_hdr))
+			if (errno == EMSGSIZE && cut != sent && cut_for_mtu(&b->tx[sent].msg_hdr)) {
+				cut = sent;
 				continue;
+			}
 			/* EAGAIN: the socket buffer is full; skip this one, as a lost datagram */
 			stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
 			sent++;
 			continue;
 		}
+		cut = count_cut(l, cut, sent, r);
 		sent += r;
 	}
 }
@@ -177,18 +187,22 @@ void udp_flush(struct worker *w)
 			m++;
 		}
 		unsigned sent = 0;
+		int cut = -1;
 		while (sent < m) {
 			int r = udp_sendmmsg(l->fd, b->qmsg + sent, m - sent);
 			if (r <= 0) {
 				if (r < 0 && errno == EINTR)
 					continue;
-				if (r < 0 && errno == EMSGSIZE &&
-				    cut_for_mtu(l, &b->qmsg[sent].msg_hdr))
+				if (r < 0 && errno == EMSGSIZE && cut != (int)sent &&
+				    cut_for_mtu(&b->qmsg[sent].msg_hdr)) {
+					cut = (int)sent;
 					continue;
+				}
 				stats_inc(&w->stats.dropped[STATS_DROP_SEND]);
 				sent++;
 				continue;
 			}
+			cut = count_cut(l, cut, (int)sent, r);
 			sent += (unsigned)r;
 		}
 		done += m;
@@ -221,8 +235,10 @@ void udp_send(struct udp_listener *l, const struct sockaddr_storage *to, const u
 		struct iovec v = { .iov_base = cut, .iov_len = len };
 		struct msghdr h = { .msg_iov = &v, .msg_iovlen = 1 };
 		memcpy(cut, msg, len);
-		if (cut_for_mtu(l, &h) && upsock_send(l->fd, to, cut, v.iov_len) >= 0)
+		if (cut_for_mtu(&h) && upsock_send(l->fd, to, cut, v.iov_len) >= 0) {
+			stats_inc(&l->w->stats.mtu_truncated);
 			return;
+		}
 	}
 	stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
 }

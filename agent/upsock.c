@@ -42,13 +42,12 @@ int upsock_open(int family)
 		r = setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
 	else
 		r = setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on);
-	if (r == 0)
-		r = upsock_dontfrag(fd, family);
 	if (r < 0) {
 		r = -errno;
 		close(fd);
 		return r;
 	}
+	(void)upsock_dontfrag(fd, family); /* hardening: without it, the kernel's default */
 	return fd;
 }
 

@@ -23,14 +23,16 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-/* A non-blocking UDP socket of @family (AF_INET or AF_INET6), without a port yet. Returns
- * the file descriptor or a negative errno. */
+/* A non-blocking UDP socket of @family (AF_INET or AF_INET6), without a port yet, that
+ * hears of ICMP errors and (where the kernel allows) does not fragment. Returns the file
+ * descriptor or a negative errno. */
 int upsock_open(int family);
 
 /* Sets "don't fragment" on UDP socket @fd of @family, as RFC 9715 advises for DNS over UDP:
  * a datagram is sent whole or not at all, never as fragments (which can be forged without
  * knowing the ID). The agent's UDP messages fit any link: queries are small and answers at
- * most 1,232 bytes. Used for listeners too. Returns 0 or a negative errno. */
+ * most 1,232 bytes. Used for listeners too. Returns 0 or a negative errno; callers go on
+ * without it (the kernel's default path MTU mode) where a kernel refuses it. */
 int upsock_dontfrag(int fd, int family);
 
 /* Sends @len bytes to @srv from @fd (binding it to a new random port if it has none).

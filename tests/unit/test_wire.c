@@ -457,6 +457,40 @@ static void test_cut_to_question_keeps_the_opt_rr(void **state)
 	assert_true(r.tc);
 }
 
+/* The OPT RR is the one of the additional section, wherever it sits there: not an RR of type
+ * 41 in the answer section, and not lost behind glue or before a record that follows it. */
+static void test_cut_to_question_finds_the_opt_among_additional_records(void **state)
+{
+	(void)state;
+	static const char *const rrs[] = { "AN example. 60 IN A 10.0.0.1",
+					   "AR ns.example. 60 IN A 10.0.0.2", NULL };
+	uint8_t buf[1024], opt[WIRE_OPT_LEN];
+	struct wire_rr an, glue, o;
+	size_t len = dnsmsg_reply(buf, sizeof buf, "example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR,
+				  true, rrs);
+	size_t q = 12 + 9 + 4;
+
+	assert_int_equal(wire_next_rr(buf, len, q, &an), 0);
+	assert_int_equal(wire_next_rr(buf, len, an.end, &glue), 0);
+	assert_int_equal(wire_next_rr(buf, len, glue.end, &o), 0);
+	assert_int_equal(o.type, WIRE_TYPE_OPT);
+	assert_int_equal(o.end, len);
+	memcpy(opt, buf + glue.end, WIRE_OPT_LEN);
+	/* the answer takes type 41 (not an OPT: it is in the answer section) */
+	wire_put16(buf + an.rdata - 10, WIRE_TYPE_OPT);
+	/* and an A record follows the OPT: a copy of the glue */
+	memcpy(buf + len, buf + glue.owner, glue.end - glue.owner);
+	len += glue.end - glue.owner;
+	wire_put16(buf + 10, 3);
+
+	int n = wire_cut_to_question(buf, len);
+	assert_int_equal(n, (int)(q + WIRE_OPT_LEN));
+	assert_memory_equal(buf + q, opt, WIRE_OPT_LEN);
+	assert_int_equal(wire_get16(buf + 6), 0);
+	assert_int_equal(wire_get16(buf + 10), 1);
+	assert_true(buf[2] & WIRE_TC);
+}
+
 static void test_cut_to_question_without_opt_and_malformed(void **state)
 {
 	(void)state;
@@ -563,6 +597,7 @@ int main(void)
 		cmocka_unit_test(test_truncate_keeps_whole_rrsets_and_sets_tc),
 		cmocka_unit_test(test_truncate_leaves_fitting_message_alone),
 		cmocka_unit_test(test_cut_to_question_keeps_the_opt_rr),
+		cmocka_unit_test(test_cut_to_question_finds_the_opt_among_additional_records),
 		cmocka_unit_test(test_cut_to_question_without_opt_and_malformed),
 		cmocka_unit_test(test_name_text_conversions),
 		cmocka_unit_test(test_name_in_zone_respects_label_boundaries),
