@@ -131,36 +131,33 @@ static bool cut_for_mtu(struct msghdr *h)
 	return true;
 }
 
-/* Counts the cut message @cut (an index, or -1) once the send of [@from, @from + @n) took
- * it. */
-static int count_cut(struct udp_listener *l, int cut, int from, int n)
+/* Sends the @n messages of @m from @l's socket, in as few sendmmsg calls as it takes. One
+ * that fails is lost (EAGAIN: the socket buffer is full), unless it failed for its size
+ * alone: then it goes again, cut (cut_for_mtu). */
+static void send_all(struct udp_listener *l, struct mmsghdr *m, unsigned n)
 {
-	if (cut < from || cut >= from + n)
-		return cut;
-	stats_inc(&l->w->stats.mtu_truncated);
-	return -1;
-}
-
-static void send_batch(struct udp_listener *l, struct udp_batch *b, int n)
-{
-	int sent = 0, cut = -1;
+	unsigned sent = 0;
+	int cut = -1; /* the message cut last, until it is sent */
 
 	while (sent < n) {
-		int r = udp_sendmmsg(l->fd, b->tx + sent, (unsigned)(n - sent));
-		if (r < 0) {
-			if (errno == EINTR)
+		int r = udp_sendmmsg(l->fd, m + sent, n - sent);
+		if (r <= 0) {
+			if (r < 0 && errno == EINTR)
 				continue;
-			if (errno == EMSGSIZE && cut != sent && cut_for_mtu(&b->tx[sent].msg_hdr)) {
-				cut = sent;
+			if (r < 0 && errno == EMSGSIZE && cut != (int)sent &&
+			    cut_for_mtu(&m[sent].msg_hdr)) {
+				cut = (int)sent;
 				continue;
 			}
-			/* EAGAIN: the socket buffer is full; skip this one, as a lost datagram */
 			stats_inc(&l->w->stats.dropped[STATS_DROP_SEND]);
 			sent++;
 			continue;
 		}
-		cut = count_cut(l, cut, sent, r);
-		sent += r;
+		if (cut >= (int)sent && cut < (int)sent + r) {
+			stats_inc(&l->w->stats.mtu_truncated);
+			cut = -1;
+		}
+		sent += (unsigned)r;
 	}
 }
 
@@ -186,25 +183,7 @@ void udp_flush(struct worker *w)
 			b->qmsg[m].msg_hdr.msg_iovlen = 1;
 			m++;
 		}
-		unsigned sent = 0;
-		int cut = -1;
-		while (sent < m) {
-			int r = udp_sendmmsg(l->fd, b->qmsg + sent, m - sent);
-			if (r <= 0) {
-				if (r < 0 && errno == EINTR)
-					continue;
-				if (r < 0 && errno == EMSGSIZE && cut != (int)sent &&
-				    cut_for_mtu(&b->qmsg[sent].msg_hdr)) {
-					cut = (int)sent;
-					continue;
-				}
-				stats_inc(&w->stats.dropped[STATS_DROP_SEND]);
-				sent++;
-				continue;
-			}
-			cut = count_cut(l, cut, (int)sent, r);
-			sent += (unsigned)r;
-		}
+		send_all(l, b->qmsg, m);
 		done += m;
 	}
 	b->nq = 0;
@@ -310,7 +289,7 @@ reply:
 	rcu_read_unlock();
 	w->batch_us = outer_us; /* an upstream round this batch ran inside keeps its stamp */
 	if (m) {
-		send_batch(l, b, m);
+		send_all(l, b->tx, (unsigned)m);
 		uint64_t us = worker_now_us() - t0;
 		for (int i = 0; i < m; i++)
 			stats_observe(&w->stats, b->zone[i], b->qtype[i], us);

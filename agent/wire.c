@@ -593,7 +593,7 @@ int wire_cut_to_question(uint8_t *msg, size_t len)
 	for (unsigned i = 0; i < total; i++, off = rr.end) {
 		if (wire_next_rr(msg, len, off, &rr) < 0)
 			return -EBADMSG;
-		if (rr.type == WIRE_TYPE_OPT && i >= total - wire_get16(msg + 10) && !opt) {
+		if (rr.type == WIRE_TYPE_OPT && i >= total - wire_get16(msg + 10)) {
 			/* the OPT RR moves up behind the question (memmove: it may overlap) */
 			memmove(msg + qend, msg + off, rr.end - off);
 			opt = (unsigned)(rr.end - off);

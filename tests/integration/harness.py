@@ -41,6 +41,16 @@ HOST = "127.0.0.1"
 
 # ---- small tools --------------------------------------------------------------------------
 
+def netns(tc, prefix):
+    """A network namespace of test case @tc's own, named @prefix and this process's ID, with
+    lo up; deleted at cleanup. Returns its name."""
+    name = "%s-%d" % (prefix, os.getpid())
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    tc.addCleanup(subprocess.run, ["ip", "netns", "delete", name])
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    return name
+
+
 def free_port(host=None):
     """A port free for both UDP and TCP on @host (HOST) right now."""
     host = host or HOST

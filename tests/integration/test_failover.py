@@ -207,11 +207,8 @@ class Failover(DnsTestCase):
         from the server's address. No reply and no ICMP message will come: the attempt fails
         at once, not after --upstream-timeout. A network namespace whose ephemeral range is
         that one port makes it happen every time."""
-        ns = "meshdns-self-%d" % os.getpid()
+        ns = harness.netns(self, "meshdns-self")
         port = 50000
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        self.addCleanup(subprocess.run, ["ip", "netns", "delete", ns])
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
                         "net.ipv4.ip_local_port_range=%d %d" % (port, port)], check=True)
         # the upstream: port 53, outside the range, closed (ICMP), so readiness is quick

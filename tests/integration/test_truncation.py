@@ -7,7 +7,6 @@ with a small max-udp-size) makes the agent ask again over TCP, and the client ge
 whole answer.
 """
 
-import os
 import subprocess
 
 import dns.flags
@@ -214,12 +213,7 @@ class TruncationForTheLinkMtu(DnsTestCase):
     ADDRS = ["240.0.%d.%d" % (i // 200, i % 200 + 1) for i in range(60)]  # ~1,050 bytes
 
     def setUp(self):
-        tag = "%d" % os.getpid()
-        self.a, self.b = "mdmtu-a-" + tag, "mdmtu-b-" + tag
-        for ns in (self.a, self.b):
-            subprocess.run(["ip", "netns", "add", ns], check=True)
-            self.addCleanup(subprocess.run, ["ip", "netns", "delete", ns])
-            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        self.a, self.b = harness.netns(self, "mdmtu-a"), harness.netns(self, "mdmtu-b")
         subprocess.run(["ip", "-n", self.a, "link", "add", "va", "mtu", "1000", "type", "veth",
                         "peer", "name", "vb", "netns", self.b], check=True)
         for ns, dev, addr in ((self.a, "va", "10.77.0.1/24"), (self.b, "vb", "10.77.0.2/24")):
