@@ -47,7 +47,9 @@ struct scrub {
 	const uint8_t *pkt;
 	size_t len;
 	unsigned an, ns, total;
-	uint16_t off[WIRE_MAX_RRS];  /* RR offsets (the walk stops caching beyond this) */
+	/* the key, when the reply's question is the key's; NULL otherwise */
+	const struct wire_query *key;
+	struct wire_rr rr[WIRE_MAX_RRS]; /* each RR, walked once */
 	uint8_t keep[WIRE_MAX_RRS];
 	struct name targets[MAX_TARGETS];
 	unsigned ntargets;
@@ -55,10 +57,16 @@ struct scrub {
 	unsigned nzones;
 };
 
+/* RR @i and its owner name, lowercased. An owner that is a pointer to the question (the
+ * usual answer) is the key's name, with no walk. */
 static int read_owner(const struct scrub *s, unsigned i, struct wire_rr *rr, struct name *owner)
 {
-	if (wire_next_rr(s->pkt, s->len, s->off[i], rr) < 0)
-		return -EBADMSG;
+	*rr = s->rr[i];
+	if (s->key && s->pkt[rr->owner] == 0xc0 && s->pkt[rr->owner + 1] == WIRE_HDR_LEN) {
+		memcpy(owner->b, s->key->qname, s->key->qname_len);
+		owner->len = s->key->qname_len;
+		return 0;
+	}
 	return wire_read_name(s->pkt, s->len, rr->owner, owner->b, &owner->len, true) < 0
 		       ? -EBADMSG
 		       : 0;
@@ -154,8 +162,9 @@ static int scrub_answer(struct scrub *s, const struct wire_query *key,
 	if (key->qtype == WIRE_TYPE_ANY && any_type) {
 		/* drop signatures of the RRsets that did not make it */
 		for (unsigned i = 0; i < s->an; i++) {
-			if (!s->keep[i] || wire_next_rr(s->pkt, s->len, s->off[i], &rr) < 0)
+			if (!s->keep[i])
 				continue;
+			rr = s->rr[i];
 			if (rr.type == WIRE_TYPE_RRSIG &&
 			    (rr.rdlen < 2 || wire_get16(s->pkt + rr.rdata) != any_type))
 				s->keep[i] = 0;
@@ -364,14 +373,14 @@ int reply_canonicalize(const uint8_t *pkt, const struct wire_reply *r,
 	s.total = (unsigned)r->ancount + r->nscount + r->arcount;
 	s.ntargets = 0;
 	s.nzones = 0;
+	s.key = wire_reply_question_matches(pkt, r->len, key) ? key : NULL;
 	if (s.total > WIRE_MAX_RRS)
 		return -EBADMSG; /* a 64 KiB message of tiny RRs: answer SERVFAIL, cache nothing */
 	for (unsigned i = 0; i < s.total; i++) {
-		if (wire_next_rr(pkt, r->len, off, &rr) < 0)
+		if (wire_next_rr(pkt, r->len, off, &s.rr[i]) < 0)
 			return -EBADMSG;
-		s.off[i] = (uint16_t)off;
 		s.keep[i] = 0;
-		off = rr.end;
+		off = s.rr[i].end;
 	}
 	if (scrub_answer(&s, key, pol, &cur) < 0 || scrub_authority(&s, key, pol, &cur) < 0 ||
 	    scrub_additional(&s, pol) < 0)
@@ -396,8 +405,10 @@ int reply_canonicalize(const uint8_t *pkt, const struct wire_reply *r,
 		if (n > cap)
 			return -ENOSPC;
 		memcpy(out, pkt, n);
+		/* The copy keeps every offset; the OPT, if any, is last and not copied. */
 		for (unsigned i = 0; i < s.total && c->nttl < REPLY_MAX_TTL_OFFS; i++) {
-			if (wire_next_rr(out, n, s.off[i], &rr) < 0)
+			rr = s.rr[i];
+			if (rr.type == WIRE_TYPE_OPT)
 				break;
 			c->ttl_off[c->nttl++] = rr.ttl_off;
 			if (soa_pos < 0 && rr.type == WIRE_TYPE_SOA && i >= s.an && i < s.an + s.ns)
@@ -411,8 +422,7 @@ int reply_canonicalize(const uint8_t *pkt, const struct wire_reply *r,
 		for (unsigned i = 0; i < s.total; i++) {
 			if (!s.keep[i])
 				continue;
-			if (wire_next_rr(pkt, r->len, s.off[i], &rr) < 0)
-				return -EBADMSG;
+			rr = s.rr[i];
 			t = put_rr(pkt, r->len, &rr, out, cap, &n);
 			if (t < 0)
 				return t == -ENOSPC ? -EBADMSG : t;

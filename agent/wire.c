@@ -757,29 +757,33 @@ int wire_parse_reply(const uint8_t *pkt, size_t len, struct wire_reply *r)
 
 bool wire_reply_question_matches(const uint8_t *pkt, size_t len, const struct wire_query *q)
 {
-	size_t off = WIRE_HDR_LEN, i = 0;
+	const uint8_t *p = pkt + WIRE_HDR_LEN;
+	size_t n = q->qname_len, i;
+	uint64_t a, b;
 
-	/* The reply's question name must be uncompressed, as every server writes it. */
-	while (i < q->qname_len) {
-		if (off >= len)
-			return false;
-		uint8_t l = pkt[off];
-		if (l != q->qname[i])
-			return false;
-		if (l == 0)
-			break;
-		if (l & 0xc0 || off + 1 + l > len)
-			return false;
-		for (size_t k = 1; k <= l; k++)
-			if (lower(pkt[off + k]) != q->qname[i + k])
-				return false;
-		off += 1 + (size_t)l;
-		i += 1 + (size_t)l;
-	}
-	if (i + 1 != q->qname_len || off + 5 > len)
+	if (n == 0 || (size_t)WIRE_HDR_LEN + n + 4 > len)
 		return false;
-	off++;
-	return wire_get16(pkt + off) == q->qtype && wire_get16(pkt + off + 2) == q->qclass;
+	/* The reply's question name must be uncompressed, as every server writes it, and equal
+	 * @q's lowercase one once lowered. Lowering touches only bytes 'A' to 'Z' (65 to 90),
+	 * above any length byte of @q's name (at most 63), so the whole wire form compares
+	 * alike: a byte of the reply matches a length byte of @q's only if it is that length. */
+	if (n < 8) {
+		for (i = 0; i < n; i++)
+			if (lower(p[i]) != q->qname[i])
+				return false;
+	} else {
+		for (i = 0; i + 8 <= n; i += 8) {
+			memcpy(&a, p + i, 8);
+			memcpy(&b, q->qname + i, 8);
+			if (lower8(a) != b)
+				return false;
+		}
+		memcpy(&a, p + n - 8, 8); /* the last word overlaps the one before */
+		memcpy(&b, q->qname + n - 8, 8);
+		if (lower8(a) != b)
+			return false;
+	}
+	return wire_get16(p + n) == q->qtype && wire_get16(p + n + 2) == q->qclass;
 }
 
 bool wire_name_in_zone(const uint8_t *name, size_t len, const uint8_t *zone, size_t zone_len)

@@ -404,6 +404,54 @@ static void test_question_match_ignores_case_only(void **state)
 	assert_false(wire_reply_question_matches(rb, rl, &q));
 }
 
+/* True when a reply to @rname (any case) matches the query for @qname, both type A. */
+static bool names_match(const char *qname, const char *rname)
+{
+	uint8_t qb[512], rb[512];
+	struct wire_query q;
+	const char *none[] = { NULL };
+	size_t ql = make_query(qb, sizeof qb, qname, LDNS_RR_TYPE_A, 0, false);
+	size_t rl =
+		dnsmsg_reply(rb, sizeof rb, rname, LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, false, none);
+
+	assert_int_equal(wire_parse_query(&q, qb, ql), 0);
+	return wire_reply_question_matches(rb, rl, &q);
+}
+
+/* Names of eight bytes and more are compared a word at a time, the last word overlapping the
+ * one before: every byte, label length and the end still count. */
+static void test_question_match_compares_every_byte_of_long_names(void **state)
+{
+	(void)state;
+	assert_true(names_match("Reviews.Default.Cluster-2.", "reviews.default.CLUSTER-2."));
+	assert_false(names_match("reviews.default.cluster-2.", "reviews.default.cluster-3."));
+	assert_false(names_match("reviews.default.cluster-2.", "Xeviews.default.cluster-2."));
+	assert_false(names_match("reviews.default.cluster-2.", "reviews.defaul.tcluster-2."));
+	assert_false(names_match("reviews.default.cluster-2.", "reviews.default.cluster-2.x."));
+	assert_false(names_match("reviews.default.cluster-2.", "default.cluster-2."));
+	assert_true(names_match("abcdefg.", "ABCDEFG.")); /* nine bytes: two overlapping words */
+	assert_false(names_match("abcdefg.", "abcdefh."));
+	/* short names, a byte at a time */
+	assert_true(names_match("Ab.c.", "aB.C."));
+	assert_false(names_match("ab.c.", "a.bc."));
+	assert_false(names_match("ab.", "ab.c."));
+	/* bytes beyond 'Z' are not lowered: '[' is not '{' */
+	assert_false(names_match("a{.", "a[."));
+
+	/* a reply cut inside its question does not match */
+	uint8_t qb[512], rb[512];
+	struct wire_query q;
+	const char *none[] = { NULL };
+	size_t ql =
+		make_query(qb, sizeof qb, "reviews.default.cluster-2.", LDNS_RR_TYPE_A, 0, false);
+	size_t rl = dnsmsg_reply(rb, sizeof rb, "reviews.default.cluster-2.", LDNS_RR_TYPE_A,
+				 LDNS_RCODE_NOERROR, false, none);
+	assert_int_equal(wire_parse_query(&q, qb, ql), 0);
+	assert_true(wire_reply_question_matches(rb, rl, &q));
+	assert_false(wire_reply_question_matches(rb, rl - 1, &q));
+	assert_false(wire_reply_question_matches(rb, 20, &q));
+}
+
 static void test_truncate_keeps_whole_rrsets_and_sets_tc(void **state)
 {
 	(void)state;
@@ -594,6 +642,7 @@ int main(void)
 		cmocka_unit_test(test_reply_rdlength_past_end_is_rejected),
 		cmocka_unit_test(test_reply_with_overstated_count_is_rejected),
 		cmocka_unit_test(test_question_match_ignores_case_only),
+		cmocka_unit_test(test_question_match_compares_every_byte_of_long_names),
 		cmocka_unit_test(test_truncate_keeps_whole_rrsets_and_sets_tc),
 		cmocka_unit_test(test_truncate_leaves_fitting_message_alone),
 		cmocka_unit_test(test_cut_to_question_keeps_the_opt_rr),
