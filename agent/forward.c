@@ -50,6 +50,7 @@ struct client_count {
 	struct client_count *next;
 	uint8_t ip[16]; /* IPv4 as ::ffff:a.b.c.d */
 	unsigned n;
+	unsigned bucket; /* of clients[] */
 };
 
 #define CLIENT_BUCKETS 1024
@@ -134,6 +135,7 @@ struct fwd_table {
 	struct fwd_udp *quarantine; /* recycled in the round before, to be spares */
 	struct freelist free_fwd;   /* each with its timer open, stopped */
 	struct freelist free_waiter;
+	struct freelist free_client;
 	struct client_count *clients[CLIENT_BUCKETS];
 	bool closing;               /* fwd_table_close: nothing more is kept for reuse */
 };
@@ -202,10 +204,11 @@ static struct client_count *client_take(struct fwd_table *t, const struct sockad
 		if (memcmp(c->ip, ip, 16) == 0)
 			break;
 	if (!c) {
-		c = calloc(1, sizeof *c);
+		c = fl_take(&t->free_client, sizeof *c);
 		if (!c)
 			return NULL;
 		memcpy(c->ip, ip, 16);
+		c->bucket = b;
 		c->next = t->clients[b];
 		t->clients[b] = c;
 	}
@@ -219,11 +222,11 @@ static void client_put(struct fwd_table *t, struct client_count *c)
 {
 	if (!c || --c->n > 0)
 		return;
-	struct client_count **pp = &t->clients[client_bucket(c->ip)];
+	struct client_count **pp = &t->clients[c->bucket];
 	while (*pp != c)
 		pp = &(*pp)->next;
 	*pp = c->next;
-	free(c);
+	fl_give(&t->free_client, c);
 }
 
 static void on_round_done(uv_check_t *h);
@@ -250,6 +253,7 @@ static void on_table_closed(uv_handle_t *h)
 	struct worker *w = h->data;
 
 	fl_clear(&w->fwd->free_waiter);
+	fl_clear(&w->fwd->free_client);
 	free(w->fwd);
 	w->fwd = NULL;
 }
