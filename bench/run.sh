@@ -178,8 +178,9 @@ threads() {
 	echo "   Each worker thread sees the same load in both runs. The machine has 2 cores and"
 	echo "   dnsperf needs one, so both workers share CPU 0: if no lock or shared cache line"
 	echo "   were contended, CPU per query is the same, and each thread on its own core would"
-	echo "   serve what one thread serves alone. Sharing one core adds context switches, so the"
-	echo "   figure is conservative. Ratio per pair: 2 x cpu1 / cpu2."
+	echo "   serve what one thread serves alone. On a shared core each thread's socket fills"
+	echo "   while the other runs, so wake-ups read more queries: a ratio above 2 is that"
+	echo "   batching. Ratio per pair: 2 x cpu1 / cpu2."
 	local q=$((HIT_QPS / 2))
 	for i in $(seq 1 "$n"); do
 		one=$(threads_run 1 "$q")
