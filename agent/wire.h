@@ -233,8 +233,9 @@ struct wire_reply {
  * additional section with the root owner. Fills @r. Returns 0 or -EBADMSG. */
 int wire_parse_reply(const uint8_t *pkt, size_t len, struct wire_reply *r);
 
-/* True when the reply's question equals @q's (name compared case-insensitively, type,
- * class). The reply must have passed wire_parse_reply. */
+/* True when the reply's question equals @q's (name compared case-insensitively and
+ * uncompressed, type, class). Reads only the first @len bytes of @pkt, which need not have
+ * passed wire_parse_reply. */
 bool wire_reply_question_matches(const uint8_t *pkt, size_t len, const struct wire_query *q);
 
 /* Expands the possibly compressed name at @off in @pkt into @out (wire format, at least

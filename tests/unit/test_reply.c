@@ -27,16 +27,25 @@ struct fixture {
 
 static struct fixture fx;
 
-/* Canonicalises the reply to NAME/TYPE built from @rrs under @pol; returns 0 or errno. */
+/* Canonicalises the reply to @rname/@type (its question and owners spelt so, owners
+ * compressed against the question) built from @rrs, for the query @qname/@type, under @pol;
+ * returns 0 or errno. */
+static int canon_as(const char *qname, const char *rname, ldns_rr_type type, ldns_pkt_rcode rcode,
+		    bool edns, const char *const *rrs, const struct reply_policy *pol)
+{
+	size_t ql = dnsmsg_query(fx.qbuf, sizeof fx.qbuf, qname, type, 0, false);
+
+	assert_int_equal(wire_parse_query(&fx.q, fx.qbuf, ql), 0);
+	fx.uplen = dnsmsg_reply(fx.up, sizeof fx.up, rname, type, rcode, edns, rrs);
+	assert_int_equal(wire_parse_reply(fx.up, fx.uplen, &fx.r), 0);
+	return reply_canonicalize(fx.up, &fx.r, &fx.q, pol, fx.canon, sizeof fx.canon, &fx.c);
+}
+
+/* The same for a reply to the query's own name and type. */
 static int canon(const char *name, ldns_rr_type type, ldns_pkt_rcode rcode, bool edns,
 		 const char *const *rrs, const struct reply_policy *pol)
 {
-	size_t ql = dnsmsg_query(fx.qbuf, sizeof fx.qbuf, name, type, 0, false);
-
-	assert_int_equal(wire_parse_query(&fx.q, fx.qbuf, ql), 0);
-	fx.uplen = dnsmsg_reply(fx.up, sizeof fx.up, name, type, rcode, edns, rrs);
-	assert_int_equal(wire_parse_reply(fx.up, fx.uplen, &fx.r), 0);
-	return reply_canonicalize(fx.up, &fx.r, &fx.q, pol, fx.canon, sizeof fx.canon, &fx.c);
+	return canon_as(name, name, type, rcode, edns, rrs, pol);
 }
 
 static void test_canonical_form_strips_opt_and_keeps_answer(void **state)
@@ -274,6 +283,89 @@ static void test_compressed_names_survive_scrubbing(void **state)
 	ldns_pkt_free(p);
 }
 
+/* An owner that points at the question is the query name in any case, and is scrubbed like
+ * any other: followed along the chain, and denied when the policy denies it. */
+static void test_owner_pointing_at_the_question_is_scrubbed_as_the_query_name(void **state)
+{
+	(void)state;
+	const char *rrs[] = { "AN WwW.TeSt. 300 IN CNAME web.test.",
+			      "AN web.test. 60 IN A 10.0.0.9", "AN victim.bank. 300 IN A 6.6.6.6",
+			      NULL };
+	static const uint8_t www[] = "\3www\4test";
+	const uint8_t *deny[] = { www, NULL };
+	const uint8_t deny_len[] = { sizeof www };
+	struct reply_policy pol = {
+		.max_ttl = 3600, .neg_ttl = 300, .deny = deny, .deny_len = deny_len
+	};
+	char t[256];
+
+	assert_int_equal(canon_as("www.test.", "WwW.TeSt.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR,
+				  false, rrs, &default_policy),
+			 0);
+	/* ldns compresses the first owner against the question */
+	size_t owner = fx.r.question_end;
+	assert_int_equal(fx.up[owner], 0xc0);
+	assert_int_equal(fx.up[owner + 1], WIRE_HDR_LEN);
+	assert_true(fx.c.scrubbed);
+	assert_int_equal(fx.c.ttl, 60);
+	ldns_pkt *p = dnsmsg_parse(fx.canon, fx.c.len);
+	assert_int_equal(ldns_pkt_ancount(p), 2);
+	assert_string_equal(dnsmsg_rr_text(p, LDNS_SECTION_ANSWER, 0, t, sizeof t),
+			    "WwW.TeSt. IN CNAME web.TeSt."); /* compressed, as sent */
+	assert_string_equal(dnsmsg_rr_text(p, LDNS_SECTION_ANSWER, 1, t, sizeof t),
+			    "web.TeSt. IN A 10.0.0.9");
+	ldns_pkt_free(p);
+
+	/* denied: the chain never starts, nothing is kept, and a bare NOERROR is not cached */
+	assert_int_equal(canon_as("www.test.", "WwW.TeSt.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR,
+				  false, rrs, &pol),
+			 0);
+	p = dnsmsg_parse(fx.canon, fx.c.len);
+	assert_int_equal(ldns_pkt_ancount(p), 0);
+	ldns_pkt_free(p);
+	assert_int_equal(fx.c.ttl, 0);
+}
+
+/* A reply whose question is not the query's: its owners are the names they point at, not
+ * the query name, so nothing is on the query's chain. */
+static void test_owner_pointing_at_another_question_is_not_the_query_name(void **state)
+{
+	(void)state;
+	const char *rrs[] = { "AN b.test. 300 IN A 10.0.0.2", NULL };
+
+	assert_int_equal(canon_as("a.test.", "b.test.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, false,
+				  rrs, &default_policy),
+			 0);
+	assert_int_equal(fx.up[fx.r.question_end], 0xc0);
+	ldns_pkt *p = dnsmsg_parse(fx.canon, fx.c.len);
+	assert_int_equal(ldns_pkt_ancount(p), 0);
+	ldns_pkt_free(p);
+	assert_true(fx.c.scrubbed);
+}
+
+/* A negative answer with EDNS takes the fast path (the OPT last): the SOA's TTL offset is
+ * found before the OPT, and the OPT is not copied. */
+static void test_rule35_negative_with_edns_on_the_fast_path(void **state)
+{
+	(void)state;
+	const char *rrs[] = { "NS test. 600 IN SOA ns.test. host.test. 1 7200 1800 86400 120",
+			      NULL };
+
+	assert_int_equal(
+		canon("nx.test.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, true, rrs, &default_policy),
+		0);
+	assert_true(fx.r.has_opt && fx.r.opt_last);
+	assert_false(fx.c.scrubbed);
+	assert_int_equal(fx.c.len, fx.uplen - WIRE_OPT_LEN);
+	assert_int_equal(fx.c.kind, REPLY_DENIAL);
+	assert_int_equal(fx.c.nttl, 1);
+	assert_int_equal(fx.c.ttl, 120);
+	ldns_pkt *p = dnsmsg_parse(fx.canon, fx.c.len);
+	assert_false(ldns_pkt_edns(p));
+	assert_int_equal(dnsmsg_ttl(p, LDNS_SECTION_AUTHORITY, 0), 120);
+	ldns_pkt_free(p);
+}
+
 static void test_classify_tc_and_errors(void **state)
 {
 	(void)state;
@@ -447,6 +539,9 @@ int main(void)
 		cmocka_unit_test(test_upstream_never_speaks_for_the_cluster_domain),
 		cmocka_unit_test(test_any_gets_one_rrset),
 		cmocka_unit_test(test_compressed_names_survive_scrubbing),
+		cmocka_unit_test(test_owner_pointing_at_the_question_is_scrubbed_as_the_query_name),
+		cmocka_unit_test(test_owner_pointing_at_another_question_is_not_the_query_name),
+		cmocka_unit_test(test_rule35_negative_with_edns_on_the_fast_path),
 		cmocka_unit_test(test_classify_tc_and_errors),
 		cmocka_unit_test(test_rule26_client_reply_echoes_id_rd_cd_and_case),
 		cmocka_unit_test(test_rule27_client_with_edns_gets_opt),

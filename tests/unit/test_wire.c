@@ -437,6 +437,28 @@ static void test_question_match_compares_every_byte_of_long_names(void **state)
 	assert_false(names_match("ab.", "ab.c."));
 	/* bytes beyond 'Z' are not lowered: '[' is not '{' */
 	assert_false(names_match("a{.", "a[."));
+	assert_false(names_match("abcdefgh{.", "abcdefgh[."));
+	assert_false(names_match("abcdefgh`.", "abcdefgh@."));
+	/* names of exactly one and two words, and the root */
+	assert_true(names_match("abcdef.", "ABCDEF."));
+	assert_false(names_match("abcdef.", "abcdeg."));
+	assert_true(names_match("abcdefghijklmn.", "abcdefghijklmN."));
+	assert_false(names_match("abcdefghijklmn.", "abcdefghijklmo."));
+	assert_true(names_match(".", "."));
+	assert_false(names_match(".", "a."));
+	/* 255 bytes (three labels of 63 and one of 61), differing in the first or last byte */
+	char longest[256], other[256];
+	memset(longest, 'a', 255);
+	longest[63] = longest[127] = longest[191] = '.';
+	longest[253] = '.';
+	longest[254] = 0;
+	memcpy(other, longest, 255);
+	other[252] = 'Z';
+	assert_false(names_match(longest, other));
+	other[252] = 'A';
+	assert_true(names_match(longest, other));
+	other[0] = 'b';
+	assert_false(names_match(longest, other));
 
 	/* a reply cut inside its question does not match */
 	uint8_t qb[512], rb[512];
@@ -450,6 +472,18 @@ static void test_question_match_compares_every_byte_of_long_names(void **state)
 	assert_true(wire_reply_question_matches(rb, rl, &q));
 	assert_false(wire_reply_question_matches(rb, rl - 1, &q));
 	assert_false(wire_reply_question_matches(rb, 20, &q));
+	/* the same name with another type, or another class */
+	rl = dnsmsg_reply(rb, sizeof rb, "reviews.default.cluster-2.", LDNS_RR_TYPE_AAAA,
+			  LDNS_RCODE_NOERROR, false, none);
+	assert_false(wire_reply_question_matches(rb, rl, &q));
+	rl = dnsmsg_reply(rb, sizeof rb, "reviews.default.cluster-2.", LDNS_RR_TYPE_A,
+			  LDNS_RCODE_NOERROR, false, none);
+	rb[rl - 1] = 3; /* CH */
+	assert_false(wire_reply_question_matches(rb, rl, &q));
+	/* a question that is a compression pointer, even to itself */
+	rb[12] = 0xc0;
+	rb[13] = 12;
+	assert_false(wire_reply_question_matches(rb, rl, &q));
 }
 
 static void test_truncate_keeps_whole_rrsets_and_sets_tc(void **state)
