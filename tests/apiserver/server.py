@@ -22,6 +22,7 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
     def setup(self):
         self.killed = False
         self.is_watch = False
+        self.close_gen = 0
         self.request.settimeout(30)
         self.request.do_handshake()
         super().setup()

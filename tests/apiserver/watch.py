@@ -79,6 +79,9 @@ def send_headers(app, h, entry):
     h.send_header("Transfer-Encoding", "chunked")
     h.end_headers()
     entry["status"] = 200
+    # The generation of close_watches() this watch answers to is taken when it starts to
+    # count as a watch: a close that counted it must also end it.
+    h.close_gen = app.close_gen
     h.is_watch = True
 
 
@@ -234,7 +237,7 @@ def _loop(app, h, entry, w, version, ns, p, pos):
     interval = cfg.bookmark_interval
     next_bm = start + interval if p["bookmarks"] and interval > 0 else inf
     pre_bm = deadline - 2 if p["bookmarks"] and cfg.bookmark_before_timeout and p["timeout"] > 2 else inf
-    close_gen = app.close_gen
+    close_gen = h.close_gen
     stalled_since = None
     # Bounded: every pass waits up to WAIT_STEP and the loop ends at the deadline, or at
     # max_stall while stalled.
