@@ -61,13 +61,20 @@ json.dump({"apiVersion": "v1", "kind": "List", "items": items}, open(path, "w"))
 EOF
 }
 
-# Starts the reflector and one meshdns (extra flags in $1); sets RPID and APID.
+# The ServiceEntries of mesh_file with 1,000 hosts, and a query for each in mesh.txt.
+mesh_set() {
+	mesh_file 1000 "$BENCH_DIR/mesh.json"
+	for i in $(seq 0 999); do echo "svc$i.ns.bench-mesh A"; done >"$BENCH_DIR/mesh.txt"
+}
+
+# Starts the reflector and one meshdns (extra flags in $1, run under the command in $2 if
+# any); sets RPID and APID.
 start_pair() {
 	gcc -O2 -o "$BENCH_DIR/reflector" "$(dirname "$COMPARE")/reflector.c" || exit 1
 	taskset -c 1 "$BENCH_DIR/reflector" 5399 </dev/null >/dev/null 2>&1 &
 	RPID=$!
 	# shellcheck disable=SC2086
-	setsid $AGENT_BASE --listen 127.0.0.1:5310 $1 </dev/null >"$BENCH_DIR/agent.log" 2>&1 &
+	setsid ${2:-} $AGENT_BASE --listen 127.0.0.1:5310 $1 </dev/null >"$BENCH_DIR/agent.log" 2>&1 &
 	APID=$!
 	sleep 1
 	pin "$APID"
@@ -78,23 +85,31 @@ stop_pair() {
 	wait "$APID" "$RPID" 2>/dev/null
 }
 
+# Pair $1 of a series: CPU per query of two servers on the same queries, the first one
+# first in odd pairs. $2, $3, $4: port, process and query file of the first; $5, $6, $7:
+# of the second; $8: the rate. Sets A_US and B_US.
+in_turn() {
+	if [ $(($1 % 2)) -eq 1 ]; then
+		A_US=$(per_query "$2" "$3" "$4" "$8")
+		B_US=$(per_query "$5" "$6" "$7" "$8")
+	else
+		B_US=$(per_query "$5" "$6" "$7" "$8")
+		A_US=$(per_query "$2" "$3" "$4" "$8")
+	fi
+}
+
 # CPU per mesh answer and per cache hit of one agent, measured in turn N times (the order
 # alternating); the median of the N ratios. Single pairs here range over +-10 %.
 mesh() {
 	local n=${1:-7} i h m ratios=""
 	echo "== mesh: $n paired measurements of cache hits and mesh answers, same process"
-	mesh_file 1000 "$BENCH_DIR/mesh.json"
-	for i in $(seq 0 999); do echo "svc$i.ns.bench-mesh A"; done >"$BENCH_DIR/mesh.txt"
+	mesh_set
 	start_pair "--serviceentries $BENCH_DIR/mesh.json"
 	taskset -c 1 dnsperf -s 127.0.0.1 -p 5310 -d "$BENCH_DIR/hot.txt" -n 2 -q 100 >/dev/null 2>&1
 	for i in $(seq 1 "$n"); do
-		if [ $((i % 2)) -eq 1 ]; then
-			h=$(per_query 5310 "$APID" "$BENCH_DIR/hot.txt" "$HIT_QPS")
-			m=$(per_query 5310 "$APID" "$BENCH_DIR/mesh.txt" "$HIT_QPS")
-		else
-			m=$(per_query 5310 "$APID" "$BENCH_DIR/mesh.txt" "$HIT_QPS")
-			h=$(per_query 5310 "$APID" "$BENCH_DIR/hot.txt" "$HIT_QPS")
-		fi
+		in_turn "$i" 5310 "$APID" "$BENCH_DIR/hot.txt" 5310 "$APID" "$BENCH_DIR/mesh.txt" \
+			"$HIT_QPS"
+		h=$A_US m=$B_US
 		ratios="$ratios $(awk -v h="$h" -v m="$m" 'BEGIN{ printf "%.3f", m / h }')"
 		printf '  pair %d: hit_us %s, mesh_us %s\n' "$i" "$h" "$m"
 	done
@@ -111,20 +126,13 @@ instr() {
 	echo "== instr: user-space instructions per answer (callgrind; hits, mesh answers, misses)"
 	command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 		valgrind >/dev/null || { echo "  valgrind is not installed" >&2; return; }
-	mesh_file 1000 "$BENCH_DIR/mesh.json"
-	for i in $(seq 0 999); do echo "svc$i.ns.bench-mesh A"; done >"$BENCH_DIR/mesh.txt"
+	mesh_set
 	tail -n 20000 "$BENCH_DIR/unique.txt" >"$BENCH_DIR/instr-miss.txt"
 	# outside the directory the agent watches for its ServiceEntries file
 	local cg=$BENCH_DIR/callgrind
 	rm -rf "$cg" && mkdir -p "$cg"
-	gcc -O2 -o "$BENCH_DIR/reflector" "$(dirname "$COMPARE")/reflector.c" || exit 1
-	taskset -c 1 "$BENCH_DIR/reflector" 5399 </dev/null >/dev/null 2>&1 &
-	RPID=$!
-	# shellcheck disable=SC2086
-	setsid valgrind --tool=callgrind --callgrind-out-file="$cg/out" $AGENT_BASE \
-		--listen 127.0.0.1:5310 --serviceentries "$BENCH_DIR/mesh.json" \
-		</dev/null >"$cg/agent.log" 2>&1 &
-	APID=$!
+	start_pair "--serviceentries $BENCH_DIR/mesh.json" \
+		"valgrind --tool=callgrind --callgrind-out-file=$cg/out"
 	for _ in $(seq 60); do
 		kdig @127.0.0.1 -p 5310 +short +time=1 +tries=1 svc0.ns.bench-mesh >/dev/null 2>&1 &&
 			break
@@ -241,13 +249,9 @@ EOC
 		from=$((1000001 + (i - 1) * MISS_QPS * (SECS + 2)))
 		tail -n +"$from" "$BENCH_DIR/unique.txt" | head -n $((MISS_QPS * (SECS + 2))) \
 			>"$BENCH_DIR/miss-pair.txt"
-		if [ $((i % 2)) -eq 1 ]; then
-			a=$(per_query 5310 "$APID" "$BENCH_DIR/miss-pair.txt" "$MISS_QPS")
-			d=$(per_query 5313 "$DPID" "$BENCH_DIR/miss-pair.txt" "$MISS_QPS")
-		else
-			d=$(per_query 5313 "$DPID" "$BENCH_DIR/miss-pair.txt" "$MISS_QPS")
-			a=$(per_query 5310 "$APID" "$BENCH_DIR/miss-pair.txt" "$MISS_QPS")
-		fi
+		in_turn "$i" 5310 "$APID" "$BENCH_DIR/miss-pair.txt" 5313 "$DPID" \
+			"$BENCH_DIR/miss-pair.txt" "$MISS_QPS"
+		a=$A_US d=$B_US
 		ratios="$ratios $(awk -v a="$a" -v d="$d" 'BEGIN{ printf "%.3f", a / d }')"
 		printf '  pair %d: meshdns %s, dnsdist %s\n' "$i" "$a" "$d"
 	done
