@@ -177,14 +177,20 @@ class Handover(DnsTestCase):
 
     def kdig_loop(self, tcp, stop, out):
         """kdig one query after another (a new TCP connection each with +tcp) until @stop;
-        @out gets (ok, failures as (name, type, what))."""
+        @out gets (ok, failures as (name, type, what)). Over UDP, no retry: nothing may be
+        lost. Over TCP, one retry, as resolvers do: a connection whose handshake completes
+        between the old instance's last accept and the close of its listening socket is
+        reset by the kernel (README, Updates: net.ipv4.tcp_migrate_req, not set here, hands
+        it over instead); CI met it once, among some 1,100 connections a run. Connections
+        queued before the drain must be answered without a retry: that is
+        test_f3_tcp_connections_opened_before_sigterm_get_their_answers."""
         ok, bad, i = 0, [], 0
         deadline = time.monotonic() + 30
         while not stop.is_set() and time.monotonic() < deadline:
             name, qtype = MIX[i % len(MIX)]
             i += 1
             argv = ["kdig", "@127.0.0.1", "-p", str(self.port), name, qtype, "+timeout=2",
-                    "+retry=0"] + (["+tcp"] if tcp else [])
+                    "+retry=1" if tcp else "+retry=0"] + (["+tcp"] if tcp else [])
             r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
             m = re.search(r"status: (\w+)", r.stdout)
             if m and m.group(1) == "NOERROR":
